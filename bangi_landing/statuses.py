@@ -1,0 +1,81 @@
+"""Internal lead statuses and the Status Mapper that turns a postback into one.
+
+The tracker maps every postback to one of four internal statuses. A campaign's
+mapper names the postback parameter to read and a table of external values;
+values are matched trimmed and case-insensitively, an internal status name
+always maps to itself, and anything unmatched is ``trash`` (the seed's
+troubleshooting table: "Postback status becomes trash").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+Status = Literal["accept", "expect", "reject", "trash"]
+STATUSES: Final[tuple[Status, ...]] = ("accept", "expect", "reject", "trash")
+PAID_STATUSES: Final[frozenset[str]] = frozenset({"accept", "expect"})
+
+
+def as_status(value: object) -> Status | None:
+    """``value`` as an internal status name (trimmed, any case), or ``None``."""
+    if isinstance(value, str):
+        folded = value.strip().casefold()
+        for status in STATUSES:
+            if folded == status:
+                return status
+    return None
+
+
+class MapperError(ValueError):
+    """A status mapper definition that cannot be used; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class StatusMapper:
+    """Reads ``parameter`` from a postback and maps its value through ``values``."""
+
+    parameter: str
+    values: Mapping[str, Status] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Keys are kept folded so lookups are one dict access.
+        folded = {key.strip().casefold(): status for key, status in self.values.items()}
+        object.__setattr__(self, "values", folded)
+
+    def map(self, params: Mapping[str, Any]) -> Status:
+        raw = params.get(self.parameter)
+        if isinstance(raw, list):  # a repeated query parameter: the first one counts
+            raw = raw[0] if raw else None
+        if raw is None or isinstance(raw, dict | bool):
+            return "trash"
+        value = str(raw).strip().casefold()
+        return self.values.get(value) or as_status(value) or "trash"
+
+    @classmethod
+    def from_json(cls, data: object) -> StatusMapper:
+        """Build a mapper from ``{"parameter": ..., "values": {...}}``, or raise MapperError."""
+        if not isinstance(data, dict):
+            raise MapperError('statusMapper must be an object: {"parameter": ..., "values": {...}}')
+        unknown = set(data) - {"parameter", "values"}
+        if unknown:
+            raise MapperError(f"statusMapper has unknown field {sorted(unknown)[0]!r}")
+        parameter = data.get("parameter")
+        if not isinstance(parameter, str) or not parameter.strip():
+            raise MapperError("statusMapper.parameter must be a non-empty string")
+        values = data.get("values", {})
+        if not isinstance(values, dict):
+            raise MapperError("statusMapper.values must be an object of external value -> status")
+        table: dict[str, Status] = {}
+        for external, internal in values.items():
+            status = as_status(internal)
+            if status is None:
+                raise MapperError(
+                    f"statusMapper.values[{external!r}] must be one of {', '.join(STATUSES)}"
+                )
+            table[external] = status
+        return cls(parameter.strip(), table)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"parameter": self.parameter, "values": dict(self.values)}

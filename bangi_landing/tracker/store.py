@@ -1,0 +1,328 @@
+"""SQLite storage for the bundled tracker.
+
+One file in WAL mode, so readers (the report) never block writers (the API).
+Exactly-once is enforced by the database, not by a read-then-write in Python:
+partial unique indexes make a repeated click (same clickId) or a repeated
+delivery (same type and eventId) an ``INSERT OR IGNORE`` that stores nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import sqlite3
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ..statuses import PAID_STATUSES, Status, StatusMapper
+
+EVENT_TYPES = ("click", "lead", "postback")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS campaigns (
+    id            INTEGER PRIMARY KEY,
+    name          TEXT,
+    status_mapper TEXT,
+    cost          REAL,
+    currency      TEXT,
+    created_at    TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    type        TEXT NOT NULL,
+    click_id    TEXT,
+    campaign_id INTEGER,
+    event_id    TEXT,
+    params      TEXT NOT NULL,
+    status      TEXT,
+    payout      REAL,
+    currency    TEXT,
+    received_at TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS one_click_per_click_id ON events (click_id) WHERE type = 'click';
+CREATE UNIQUE INDEX IF NOT EXISTS one_event_per_event_id ON events (type, event_id)
+    WHERE event_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS events_by_click_id ON events (click_id);
+CREATE INDEX IF NOT EXISTS events_by_campaign ON events (campaign_id, type);
+"""
+
+
+@dataclass(frozen=True)
+class Campaign:
+    id: int
+    name: str | None = None
+    status_mapper: StatusMapper | None = None
+    cost: float | None = None
+    currency: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "statusMapper": self.status_mapper.to_json() if self.status_mapper else None,
+            "cost": self.cost,
+            "currency": self.currency,
+        }
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+class TrackerStore:
+    """Thread-safe access to the tracker database.
+
+    Connections are pooled rather than kept per thread: the threaded WSGI server
+    starts a thread per request, and a per-thread connection would be opened and
+    leaked for every one of them.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._idle: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
+        with self._connection() as db:
+            db.execute("PRAGMA journal_mode = WAL")
+            db.executescript(_SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10)
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA synchronous = NORMAL")
+        db.execute("PRAGMA foreign_keys = ON")
+        return db
+
+    @contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        try:
+            db = self._idle.get_nowait()
+        except queue.Empty:
+            db = self._connect()
+        try:
+            yield db
+        finally:
+            if db.in_transaction:  # an exception escaped mid-transaction
+                db.rollback()
+            self._idle.put(db)
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction that takes the lock up front, so it never has to upgrade."""
+        with self._connection() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.rollback()
+                raise
+            db.commit()
+
+    def close(self) -> None:
+        while True:
+            try:
+                self._idle.get_nowait().close()
+            except queue.Empty:
+                return
+
+    # Campaigns
+
+    def put_campaign(self, campaign: Campaign) -> bool:
+        """Create or replace a campaign; True when it was created."""
+        mapper = json.dumps(campaign.status_mapper.to_json()) if campaign.status_mapper else None
+        with self._write() as db:
+            existed = db.execute("SELECT 1 FROM campaigns WHERE id = ?", (campaign.id,)).fetchone()
+            db.execute(
+                "INSERT INTO campaigns (id, name, status_mapper, cost, currency, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET name = excluded.name,"
+                " status_mapper = excluded.status_mapper, cost = excluded.cost,"
+                " currency = excluded.currency",
+                (campaign.id, campaign.name, mapper, campaign.cost, campaign.currency, _now()),
+            )
+        return existed is None
+
+    def get_campaign(self, campaign_id: int) -> Campaign | None:
+        with self._connection() as db:
+            row = db.execute("SELECT * FROM campaigns WHERE id = ?", (campaign_id,)).fetchone()
+        return _campaign(row) if row else None
+
+    def campaigns(self) -> list[Campaign]:
+        with self._connection() as db:
+            return [_campaign(row) for row in db.execute("SELECT * FROM campaigns ORDER BY id")]
+
+    # Events
+
+    def record_click(
+        self, click_id: str, campaign_id: int, params: Mapping[str, Any], event_id: str | None
+    ) -> bool:
+        """Store a click; False when this clickId (or eventId) was already recorded."""
+        with self._write() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO campaigns (id, created_at) VALUES (?, ?)",
+                (campaign_id, _now()),
+            )
+            return _insert_event(db, "click", click_id, campaign_id, event_id, params)
+
+    def record_lead(self, click_id: str, params: Mapping[str, Any], event_id: str | None) -> bool:
+        """Store a lead under its click's campaign (none when the click is unknown)."""
+        with self._write() as db:
+            campaign_id = _campaign_of_click(db, click_id)
+            return _insert_event(db, "lead", click_id, campaign_id, event_id, params)
+
+    def record_postback(
+        self,
+        click_id: str,
+        params: Mapping[str, Any],
+        event_id: str | None,
+        payout: float | None,
+        currency: str | None,
+    ) -> bool:
+        """Store a postback with its mapped status and, when it is paid, its payout.
+
+        ``payout``/``currency`` are what the postback itself sent; the campaign's
+        cost and currency fill in for whichever is missing.
+        """
+        with self._write() as db:
+            campaign_id = _campaign_of_click(db, click_id)
+            row = (
+                db.execute("SELECT * FROM campaigns WHERE id = ?", (campaign_id,)).fetchone()
+                if campaign_id is not None
+                else None
+            )
+            campaign = _campaign(row) if row else None
+            status: Status = "trash"
+            if campaign and campaign.status_mapper:
+                status = campaign.status_mapper.map(params)
+            if campaign and status in PAID_STATUSES:
+                paid = (
+                    payout if payout is not None else campaign.cost,
+                    currency if currency is not None else campaign.currency,
+                )
+            else:
+                paid = (None, None)
+            return _insert_event(
+                db, "postback", click_id, campaign_id, event_id, params, status, *paid
+            )
+
+    def events(
+        self,
+        *,
+        click_id: str | None = None,
+        campaign_id: int | None = None,
+        type: str | None = None,
+        after: int = 0,
+        limit: int = 1000,
+        newest_first: bool = False,
+    ) -> list[dict[str, Any]]:
+        """Events matching every given filter, oldest first (or newest first)."""
+        where: list[str] = ["id > ?"]
+        args: list[object] = [after]
+        for column, value in (("click_id", click_id), ("campaign_id", campaign_id), ("type", type)):
+            if value is not None:
+                where.append(f"{column} = ?")  # column names are ours, values are bound
+                args.append(value)
+        order = "DESC" if newest_first else "ASC"
+        sql = f"SELECT * FROM events WHERE {' AND '.join(where)} ORDER BY id {order} LIMIT ?"  # noqa: S608
+        with self._connection() as db:
+            return [_event(row) for row in db.execute(sql, [*args, limit])]
+
+    def count(self, type: str | None = None) -> int:
+        with self._connection() as db:
+            if type is None:
+                return int(db.execute("SELECT count(*) FROM events").fetchone()[0])
+            return int(
+                db.execute("SELECT count(*) FROM events WHERE type = ?", (type,)).fetchone()[0]
+            )
+
+    def campaign_summaries(self) -> list[dict[str, Any]]:
+        """Per campaign: clicks, leads, journeys by their latest postback status, payout.
+
+        A journey that gets ``expect`` and later ``accept`` counts once, under
+        ``accept``: statuses and payout are read from each clickId's latest postback.
+        """
+        sql = """
+        WITH latest AS (
+            SELECT campaign_id, status, payout,
+                   row_number() OVER (PARTITION BY click_id ORDER BY id DESC) AS nth
+            FROM events WHERE type = 'postback' AND campaign_id IS NOT NULL
+        )
+        SELECT c.id, c.name, c.currency,
+            (SELECT count(*) FROM events e WHERE e.campaign_id = c.id AND e.type = 'click')
+                AS clicks,
+            (SELECT count(DISTINCT e.click_id) FROM events e
+                WHERE e.campaign_id = c.id AND e.type = 'lead') AS leads,
+            coalesce(sum(l.status = 'accept'), 0) AS accept,
+            coalesce(sum(l.status = 'expect'), 0) AS expect,
+            coalesce(sum(l.status = 'reject'), 0) AS reject,
+            coalesce(sum(l.status = 'trash'), 0) AS trash,
+            coalesce(sum(CASE WHEN l.status = 'accept' THEN l.payout END), 0) AS payout
+        FROM campaigns c LEFT JOIN latest l ON l.campaign_id = c.id AND l.nth = 1
+        GROUP BY c.id ORDER BY c.id
+        """
+        with self._connection() as db:
+            return [dict(row) for row in db.execute(sql)]
+
+
+def _campaign_of_click(db: sqlite3.Connection, click_id: str) -> int | None:
+    row = db.execute(
+        "SELECT campaign_id FROM events WHERE type = 'click' AND click_id = ?", (click_id,)
+    ).fetchone()
+    return int(row[0]) if row else None
+
+
+def _insert_event(
+    db: sqlite3.Connection,
+    type: str,
+    click_id: str,
+    campaign_id: int | None,
+    event_id: str | None,
+    params: Mapping[str, Any],
+    status: str | None = None,
+    payout: float | None = None,
+    currency: str | None = None,
+) -> bool:
+    cursor = db.execute(
+        "INSERT OR IGNORE INTO events (type, click_id, campaign_id, event_id, params, status,"
+        " payout, currency, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            type,
+            click_id,
+            campaign_id,
+            event_id,
+            json.dumps(params, ensure_ascii=False, separators=(",", ":")),
+            status,
+            payout,
+            currency,
+            _now(),
+        ),
+    )
+    return cursor.rowcount == 1
+
+
+def _campaign(row: sqlite3.Row) -> Campaign:
+    mapper = row["status_mapper"]
+    return Campaign(
+        id=row["id"],
+        name=row["name"],
+        status_mapper=StatusMapper.from_json(json.loads(mapper)) if mapper else None,
+        cost=row["cost"],
+        currency=row["currency"],
+    )
+
+
+def _event(row: sqlite3.Row) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "type": row["type"],
+        "clickId": row["click_id"],
+        "campaignId": row["campaign_id"],
+        "params": json.loads(row["params"]),
+        "status": row["status"],
+        "payout": row["payout"],
+        "currency": row["currency"],
+        "receivedAt": row["received_at"],
+    }

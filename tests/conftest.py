@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+from flask import Flask
+
+from bangi_landing.tracker import TrackerStore, create_app
+
+from .utils import live_server
+
+
+@pytest.fixture(autouse=True)
+def _quiet_werkzeug() -> None:
+    # The dev server logs every request; keep test output for what failed.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+
+
+@dataclass
+class Tracker:
+    url: str
+    app: Flask
+    store: TrackerStore
+    http: requests.Session
+
+    def events(self, **filters: object) -> list[dict[str, object]]:
+        response = self.http.get(f"{self.url}/api/v2/events", params=filters, timeout=5)
+        response.raise_for_status()
+        events: list[dict[str, object]] = response.json()["events"]
+        return events
+
+
+@pytest.fixture
+def tracker(tmp_path: Path) -> Iterator[Tracker]:
+    """The bundled tracker on a real loopback socket, with a fresh database."""
+    app = create_app(tmp_path / "tracker.sqlite3")
+    store = app.extensions["bangi_tracker"]
+    with live_server(app) as url, requests.Session() as http:
+        yield Tracker(url, app, store, http)
+    store.close()

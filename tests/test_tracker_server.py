@@ -1,0 +1,111 @@
+"""The tracker as users run it: the CLI on a real port, restarts, concurrent writers."""
+
+from __future__ import annotations
+
+import random
+import re
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import requests
+
+from .conftest import Tracker
+
+
+@contextmanager
+def tracker_process(db: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """``bangi-landing tracker`` on a free port; yields the process and its URL."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bangi_landing", "tracker", "--port", "0", "--db", str(db)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        match = re.fullmatch(r"Tracker: (http://127\.0\.0\.1:\d+)/\n", line)
+        assert match, line
+        yield process, match.group(1)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=10)
+        assert process.stdout is not None
+        process.stdout.close()
+
+
+def stop(process: subprocess.Popen[str], sig: signal.Signals) -> str:
+    process.send_signal(sig)
+    assert process.wait(timeout=10) == 0
+    assert process.stdout is not None
+    return process.stdout.read()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_tracker_stops_cleanly_and_keeps_its_data_across_restarts(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
+    db = tmp_path / "tracker.sqlite3"
+    click_id = str(uuid.uuid4())
+    with tracker_process(db) as (process, url):
+        response = requests.post(
+            f"{url}/api/v2/track/click", json={"clickId": click_id, "campaignId": 3}, timeout=5
+        )
+        assert response.status_code == 201
+        assert "Shutting down." in stop(process, sig)
+    with tracker_process(db) as (process, url):
+        events = requests.get(f"{url}/api/v2/events", timeout=5).json()["events"]
+        assert [(e["type"], e["clickId"]) for e in events] == [("click", click_id)]
+        again = requests.post(
+            f"{url}/api/v2/track/click", json={"clickId": click_id, "campaignId": 3}, timeout=5
+        )
+        assert again.status_code == 200  # still known after the restart
+        stop(process, signal.SIGTERM)
+
+
+def test_tracker_command_defaults() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bangi_landing", "tracker", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
+    assert "127.0.0.1" in result.stdout
+    assert "5001" in result.stdout
+    assert "bangi-tracker.sqlite3" in result.stdout
+
+
+def test_eight_threads_posting_the_same_thousand_clicks_leave_exactly_a_thousand(
+    tracker: Tracker,
+) -> None:
+    click_ids = [str(uuid.uuid4()) for _ in range(1000)]
+
+    def post_all(seed: int) -> list[int]:
+        order = click_ids[:]
+        random.Random(seed).shuffle(order)
+        with requests.Session() as http:
+            return [
+                http.post(
+                    f"{tracker.url}/api/v2/track/click",
+                    json={"clickId": click_id, "campaignId": 1},
+                    timeout=30,
+                ).status_code
+                for click_id in order
+            ]
+
+    with ThreadPoolExecutor(8) as pool:
+        statuses = [status for result in pool.map(post_all, range(8)) for status in result]
+
+    assert statuses.count(201) == 1000
+    assert statuses.count(200) == 7000
+    assert tracker.store.count("click") == 1000
+    assert {e["clickId"] for e in tracker.store.events(limit=10_000)} == set(click_ids)
