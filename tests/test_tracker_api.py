@@ -161,6 +161,12 @@ def test_click_for_unknown_campaign_creates_a_bare_campaign(tracker: Tracker) ->
     }
 
 
+def test_repeated_click_for_another_campaign_creates_no_campaign(tracker: Tracker) -> None:
+    click(tracker, campaign_id=1)
+    assert post_click(tracker, {"clickId": CLICK, "campaignId": 2}).status_code == 200
+    assert tracker.http.get(f"{tracker.url}/api/v2/campaigns/2", timeout=5).status_code == 404
+
+
 def test_click_keeps_an_existing_campaign(tracker: Tracker) -> None:
     put_campaign(tracker)
     click(tracker)

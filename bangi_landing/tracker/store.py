@@ -93,7 +93,6 @@ class TrackerStore:
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10)
         db.row_factory = sqlite3.Row
         db.execute("PRAGMA synchronous = NORMAL")
-        db.execute("PRAGMA foreign_keys = ON")
         return db
 
     @contextmanager
@@ -161,11 +160,13 @@ class TrackerStore:
     ) -> bool:
         """Store a click; False when this clickId (or eventId) was already recorded."""
         with self._write() as db:
-            db.execute(
-                "INSERT OR IGNORE INTO campaigns (id, created_at) VALUES (?, ?)",
-                (campaign_id, _now()),
-            )
-            return _insert_event(db, "click", click_id, campaign_id, event_id, params)
+            created = _insert_event(db, "click", click_id, campaign_id, event_id, params)
+            if created:
+                db.execute(
+                    "INSERT OR IGNORE INTO campaigns (id, created_at) VALUES (?, ?)",
+                    (campaign_id, _now()),
+                )
+            return created
 
     def record_lead(self, click_id: str, params: Mapping[str, Any], event_id: str | None) -> bool:
         """Store a lead under its click's campaign (none when the click is unknown)."""
@@ -239,17 +240,13 @@ class TrackerStore:
             )
 
     def campaign_summaries(self) -> list[dict[str, Any]]:
-        """Per campaign: clicks, leads, journeys by their latest postback status, payout.
+        """Per campaign: clicks, leads (distinct journeys), journeys by latest postback status.
 
         A journey that gets ``expect`` and later ``accept`` counts once, under
-        ``accept``: statuses and payout are read from each clickId's latest postback.
+        ``accept``: statuses are read from each clickId's latest postback.
         """
-        sql = """
-        WITH latest AS (
-            SELECT campaign_id, status, payout,
-                   row_number() OVER (PARTITION BY click_id ORDER BY id DESC) AS nth
-            FROM events WHERE type = 'postback' AND campaign_id IS NOT NULL
-        )
+        sql = f"""
+        WITH latest AS ({_LATEST_POSTBACKS})
         SELECT c.id, c.name, c.currency,
             (SELECT count(*) FROM events e WHERE e.campaign_id = c.id AND e.type = 'click')
                 AS clicks,
@@ -258,13 +255,38 @@ class TrackerStore:
             coalesce(sum(l.status = 'accept'), 0) AS accept,
             coalesce(sum(l.status = 'expect'), 0) AS expect,
             coalesce(sum(l.status = 'reject'), 0) AS reject,
-            coalesce(sum(l.status = 'trash'), 0) AS trash,
-            coalesce(sum(CASE WHEN l.status = 'accept' THEN l.payout END), 0) AS payout
+            coalesce(sum(l.status = 'trash'), 0) AS trash
         FROM campaigns c LEFT JOIN latest l ON l.campaign_id = c.id AND l.nth = 1
         GROUP BY c.id ORDER BY c.id
-        """
+        """  # noqa: S608 (constant SQL)
         with self._connection() as db:
             return [dict(row) for row in db.execute(sql)]
+
+    def accepted_payouts(self) -> dict[int, dict[str | None, float]]:
+        """Per campaign and currency, the payout of journeys whose latest postback is accept.
+
+        Kept per currency because a postback may carry its own, and the
+        campaign's may have changed since.
+        """
+        sql = f"""
+        WITH latest AS ({_LATEST_POSTBACKS})
+        SELECT campaign_id, currency, sum(payout) AS amount FROM latest
+        WHERE nth = 1 AND status = 'accept' AND payout IS NOT NULL
+        GROUP BY campaign_id, currency
+        """  # noqa: S608 (constant SQL)
+        totals: dict[int, dict[str | None, float]] = {}
+        with self._connection() as db:
+            for row in db.execute(sql):
+                totals.setdefault(row["campaign_id"], {})[row["currency"]] = row["amount"]
+        return totals
+
+
+# Each journey's postbacks numbered newest first: nth = 1 is its current status.
+_LATEST_POSTBACKS = """
+    SELECT campaign_id, status, payout, currency,
+           row_number() OVER (PARTITION BY click_id ORDER BY id DESC) AS nth
+    FROM events WHERE type = 'postback' AND campaign_id IS NOT NULL
+"""
 
 
 def _campaign_of_click(db: sqlite3.Connection, click_id: str) -> int | None:

@@ -1,0 +1,271 @@
+"""The tracker's HTML report: campaigns at a glance, recent events, one visitor's journey.
+
+Everything shown comes from the database and is untrusted (params are whatever
+visitors and partners sent), so the views hand plain strings and numbers to
+autoescaped ``.html`` templates and never mark data safe. The pages need no
+JavaScript and load nothing from elsewhere: the stylesheet is inline.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Blueprint, Response, current_app, render_template, url_for
+
+from ..click_id import new_click_id, parse_click_id
+from ..statuses import STATUSES
+from .store import TrackerStore
+
+bp = Blueprint("report", __name__, template_folder="templates")
+
+RECENT_EVENTS = 50
+JOURNEY_LIMIT = 1000  # a real journey is a handful of events; this bounds a flood
+_PARAM_VALUE_CHARS = 40  # per value in the compact params column
+_PARAMS_CHARS = 120  # for the whole compact params column
+_TITLE_CHARS = 1000  # for the hover text holding the untruncated params
+_EVENT_TYPES = frozenset({"click", "lead", "postback"})
+
+# Defence in depth for pages full of visitor-supplied text: no scripts, no
+# remote anything, only the inline stylesheet (and inline widths of funnel bars).
+_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+
+
+def _store() -> TrackerStore:
+    store: TrackerStore = current_app.extensions["bangi_tracker"]
+    return store
+
+
+@bp.after_request
+def _headers(response: Response) -> Response:
+    """Reports show live data: never serve them from a cache."""
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Content-Security-Policy"] = _CSP
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+# Formatting
+
+
+def _campaign_label(campaign_id: int | None, names: Mapping[int, str | None]) -> str:
+    if campaign_id is None:
+        return "—"
+    return names.get(campaign_id) or f"Campaign {campaign_id}"
+
+
+def _money(amount: float | None, currency: str | None) -> str:
+    if amount is None:
+        return "—"
+    text = f"{amount:,.2f}"
+    return f"{text} {currency}" if currency else text
+
+
+def _time(received_at: str) -> str:
+    """``2024-05-01T12:34:56.123456Z`` as ``2024-05-01 12:34:56`` (UTC, as stored)."""
+    return received_at[:19].replace("T", " ")
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _truncate(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _status_class(status: str | None) -> str:
+    """A CSS class from a fixed set, whatever the database holds."""
+    return status if status in STATUSES else "none"
+
+
+def _type_class(event_type: str) -> str:
+    return event_type if event_type in _EVENT_TYPES else "other"
+
+
+def _percent(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.1f}%" if whole else "—"
+
+
+# View models
+
+
+@dataclass(frozen=True)
+class FunnelStep:
+    label: str
+    count: int
+    width: str  # CSS percentage of the widest step
+    share: str  # of clicks
+
+
+@dataclass(frozen=True)
+class CampaignRow:
+    id: int
+    label: str
+    named: bool
+    clicks: int
+    leads: int
+    statuses: list[tuple[str, int]]
+    payouts: list[str]
+    conversion: str
+    funnel: list[FunnelStep]
+
+
+@dataclass(frozen=True)
+class EventRow:
+    id: int
+    time: str
+    received_at: str
+    type: str
+    type_class: str
+    click_id: str | None
+    journey_url: str | None
+    campaign: str
+    status: str | None
+    status_class: str
+    payout: str
+    params_short: str
+    params_full: str
+    params: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _event_row(event: Mapping[str, Any], names: Mapping[int, str | None]) -> EventRow:
+    params: Mapping[str, Any] = event["params"] if isinstance(event["params"], dict) else {}
+    pairs = [(str(key), _value(value)) for key, value in params.items()]
+    short = " ".join(f"{key}={_truncate(value, _PARAM_VALUE_CHARS)}" for key, value in pairs)
+    full = " ".join(f"{key}={value}" for key, value in pairs)
+    click_id = event["clickId"]
+    return EventRow(
+        id=event["id"],
+        time=_time(event["receivedAt"]),
+        received_at=event["receivedAt"],
+        type=event["type"],
+        type_class=_type_class(event["type"]),
+        click_id=click_id,
+        journey_url=url_for("report.journey", raw_click_id=click_id)
+        if parse_click_id(click_id)
+        else None,
+        campaign=_campaign_label(event["campaignId"], names),
+        status=event["status"],
+        status_class=_status_class(event["status"]),
+        payout=_money(event["payout"], event["currency"]) if event["payout"] is not None else "",
+        params_short=_truncate(short, _PARAMS_CHARS),
+        params_full=_truncate(full, _TITLE_CHARS),
+        params=pairs,
+    )
+
+
+def _funnel(clicks: int, leads: int, accepted: int) -> list[FunnelStep]:
+    widest = max(clicks, leads, accepted, 1)
+    return [
+        FunnelStep(label, count, f"{100 * count / widest:.1f}%", _percent(count, clicks))
+        for label, count in (("Clicks", clicks), ("Leads", leads), ("Accepted", accepted))
+    ]
+
+
+def _campaign_rows(store: TrackerStore) -> list[CampaignRow]:
+    payouts = store.accepted_payouts()
+    rows = []
+    for summary in store.campaign_summaries():
+        clicks, leads = int(summary["clicks"]), int(summary["leads"])
+        statuses: list[tuple[str, int]] = [(s, int(summary[s])) for s in STATUSES]
+        by_currency = payouts.get(summary["id"], {})
+        rows.append(
+            CampaignRow(
+                id=summary["id"],
+                label=summary["name"] or f"Campaign {summary['id']}",
+                named=bool(summary["name"]),
+                clicks=clicks,
+                leads=leads,
+                statuses=statuses,
+                payouts=[
+                    _money(amount, currency)
+                    for currency, amount in sorted(
+                        by_currency.items(), key=lambda item: item[0] or ""
+                    )
+                ]
+                or [_money(0, summary["currency"])],
+                conversion=_percent(leads, clicks),
+                funnel=_funnel(clicks, leads, int(summary["accept"])),
+            )
+        )
+    return rows
+
+
+def _totals(rows: list[CampaignRow]) -> dict[str, Any]:
+    clicks = sum(row.clicks for row in rows)
+    leads = sum(row.leads for row in rows)
+    return {
+        "campaigns": len(rows),
+        "clicks": clicks,
+        "leads": leads,
+        "accepted": sum(dict(row.statuses)["accept"] for row in rows),
+        "conversion": _percent(leads, clicks),
+    }
+
+
+def _page(template: str, status: int = 200, **context: Any) -> tuple[str, int]:
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return render_template(template, now=now, **context), status
+
+
+# Pages
+
+
+@bp.get("/")
+def index() -> tuple[str, int]:
+    store = _store()
+    names = {campaign.id: campaign.name for campaign in store.campaigns()}
+    campaigns = _campaign_rows(store)
+    events = [
+        _event_row(event, names) for event in store.events(limit=RECENT_EVENTS, newest_first=True)
+    ]
+    return _page(
+        "report_index.html",
+        title="Tracker report",
+        campaigns=campaigns,
+        totals=_totals(campaigns),
+        events=events,
+        recent_limit=RECENT_EVENTS,
+        total_events=store.count(),
+        click_url=url_for("api.track_click", _external=True),
+        example_click_id=new_click_id(),
+    )
+
+
+@bp.get("/journeys/<path:raw_click_id>")  # so any non-UUID gets the page below
+def journey(raw_click_id: str) -> tuple[str, int]:
+    click_id = parse_click_id(raw_click_id)
+    if click_id is None:
+        return _page(
+            "report_not_found.html",
+            404,
+            title="Not a clickId",
+            raw=_truncate(raw_click_id, 80),
+        )
+    store = _store()
+    names = {campaign.id: campaign.name for campaign in store.campaigns()}
+    found = store.events(click_id=click_id, limit=JOURNEY_LIMIT + 1)
+    events = [_event_row(event, names) for event in found[:JOURNEY_LIMIT]]
+    postbacks = [event for event in events if event.type == "postback"]
+    campaign_ids = {event["campaignId"] for event in found if event["campaignId"] is not None}
+    return _page(
+        "report_journey.html",
+        title=f"Journey {click_id}",
+        click_id=click_id,
+        events=events,
+        truncated=len(found) > JOURNEY_LIMIT,
+        journey_limit=JOURNEY_LIMIT,
+        campaign=", ".join(_campaign_label(cid, names) for cid in sorted(campaign_ids)) or "—",
+        latest_status=postbacks[-1].status if postbacks else None,
+        latest_status_class=postbacks[-1].status_class if postbacks else "none",
+    )
