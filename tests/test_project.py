@@ -14,7 +14,7 @@ def readme_commands() -> list[str]:
 
 
 def test_ci_runs_the_readme_test_command() -> None:
-    main, tests = readme_commands()
+    _, tests = readme_commands()
     ci = (ROOT / ".ci" / "run").read_text().strip().splitlines()
     assert ci[-1] == tests
     assert "pytest" in tests

@@ -1,0 +1,489 @@
+"""The WSGI middleware: one clickId per journey, the click, ``sub1`` in every form, the lead.
+
+Per request:
+
+1. **Restore the journey.** A valid UUID from the URL parameter ``clickId``,
+   else from the ``sub1`` field of a submit, else from the signed cookie. None
+   of them: a fresh uuid4, used only if this response starts a journey.
+2. **Run the app.** It can read the clickId at ``environ["bangi.click_id"]``;
+   a submit's body is read first and handed over unchanged.
+3. **Look at the response.** A new visitor's landing page view (GET, 2xx,
+   HTML) reports the click and sets the cookie; a submit the app accepted
+   (below 400) reports the lead. HTML pages of a journey get the hidden field
+   in every form, streamed.
+
+Reporting only queues the event; delivery happens in the background. Anything
+that goes wrong in the middleware's own code is logged and the page is served
+as the app made it (fail open).
+"""
+
+from __future__ import annotations
+
+import codecs
+import io
+import json
+import logging
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+from urllib.parse import parse_qsl
+
+from werkzeug.datastructures import Headers, ResponseCacheControl
+from werkzeug.formparser import parse_form_data
+from werkzeug.http import dump_header, parse_cache_control_header, parse_options_header
+
+from . import config
+from .click_id import JourneyCookie, new_click_id, parse_click_id
+from .destinations import BangiTracker
+from .events import Event
+from .rewrite import HtmlRewriter
+from .sender import BackgroundSender
+
+if TYPE_CHECKING:
+    from _typeshed import OptExcInfo
+    from _typeshed.wsgi import InputStream, StartResponse, WSGIApplication, WSGIEnvironment
+
+logger = logging.getLogger("bangi_landing")
+
+HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
+ENVIRON_KEY = "bangi.click_id"
+
+# Field names that are never sent to the tracker unless the owner lists them:
+# CSRF tokens, secrets and personal data. Matched per word of the name, so
+# "first_name", "customerPhone" and "e-mail" are all caught.
+_PRIVATE_WORDS = frozenset(
+    {
+        # who the customer is
+        "name", "fio", "surname", "phone", "tel", "telephone", "mobile", "cell", "mail", "email",
+        "address", "addr", "street", "city", "zip", "zipcode", "postcode", "postal", "ip",
+        "birthday", "birthdate", "dob", "passport", "ssn",
+        # money and secrets
+        "card", "cc", "cvv", "cvc", "iban", "account", "password", "passwd", "pass", "pwd",
+        "secret", "token", "csrf", "xsrf", "csrfmiddlewaretoken",
+        # free text, which holds any of the above
+        "comment", "message", "note", "notes",
+    }
+)  # fmt: skip
+_PRIVATE_PARTS = ("name", "phone", "mail", "pass", "addr", "csrf", "xsrf", "token")
+_WORDS = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
+
+
+def is_private_field(name: str) -> bool:
+    """True for form fields that look like personal data, secrets or CSRF tokens."""
+    for word in _WORDS.findall(name):
+        word = word.lower()
+        if word in _PRIVATE_WORDS or any(part in word for part in _PRIVATE_PARTS):
+            return True
+    return False
+
+
+class Sender(Protocol):
+    def submit(self, event: Event) -> bool: ...
+
+
+@dataclass
+class _Journey:
+    click_id: str
+    source: Literal["url", "form", "cookie", "new"]
+    cookie_click_id: str | None
+    is_submit: bool = False
+    fields: dict[str, Any] | None = None  # a submit's parsed fields
+
+
+class BangiLanding:
+    """Connect a WSGI landing page to the Bangi tracker.
+
+    ::
+
+        from bangi_landing import BangiLanding
+
+        app.wsgi_app = BangiLanding(
+            app.wsgi_app,
+            tracker_url="https://dashboard.example.com",
+            campaign_id=42,
+            secret_key="a long random string",
+        )
+
+    :param app: the WSGI application to wrap.
+    :param tracker_url: the tracker's base URL. Default: ``BANGI_TRACKER_URL``.
+    :param campaign_id: the tracker campaign of this landing. Default: ``BANGI_CAMPAIGN_ID``.
+    :param secret_key: signs the journey cookie, at least 16 characters.
+        Default: ``BANGI_SECRET_KEY``.
+    :param submit_paths: paths whose POST is the order form's submit (a lead).
+    :param field_name: the hidden form field carrying the clickId.
+    :param url_param: the URL parameter carrying the clickId between domains.
+    :param lead_fields: the form fields sent with a lead. ``None`` sends every
+        field except the clickId field, CSRF tokens, passwords and personal data
+        (name, phone, email, address and the like); listing fields sends exactly those.
+    :param max_submit_size: larger submit bodies are not read: they reach the app
+        untouched and the lead is reported without form fields.
+    :param cookie_name: the journey cookie's name.
+    :param cookie_max_age: how long a journey lasts, in seconds.
+    :param cookie_domain: set it (``.example.com``) to share journeys across subdomains.
+    :param link_hosts: links to these hosts get ``clickId=`` appended, for funnels
+        that cross to domains the cookie does not reach.
+    :param sender: what delivers events; by default a background sender posting
+        to ``tracker_url``.
+    """
+
+    def __init__(
+        self,
+        app: WSGIApplication,
+        *,
+        tracker_url: str | None = None,  # BANGI_TRACKER_URL
+        campaign_id: int | str | None = None,  # BANGI_CAMPAIGN_ID
+        secret_key: str | None = None,  # BANGI_SECRET_KEY
+        submit_paths: Iterable[str] = ("/submit",),
+        field_name: str = "sub1",
+        url_param: str = "clickId",
+        lead_fields: Iterable[str] | None = None,  # None: all but private fields
+        max_submit_size: int = 64 * 1024,
+        cookie_name: str = "bangi_journey",
+        cookie_max_age: int = 30 * 24 * 3600,  # 30 days
+        cookie_domain: str | None = None,
+        link_hosts: Iterable[str] = (),
+        sender: Sender | None = None,  # None: background delivery to tracker_url
+    ) -> None:
+        self.app = app
+        self.tracker_url = config.tracker_url(tracker_url)
+        self.campaign_id = config.campaign_id(campaign_id)
+        self.cookie = JourneyCookie(
+            config.secret_key(secret_key),
+            name=cookie_name,
+            max_age=cookie_max_age,
+            domain=cookie_domain,
+        )
+        self.submit_paths = frozenset(submit_paths)
+        self.field_name = field_name
+        self.url_param = url_param
+        self.lead_fields = None if lead_fields is None else tuple(lead_fields)
+        self.max_submit_size = max_submit_size
+        self.link_hosts = tuple(link_hosts)
+        self.sender: Sender = sender or BackgroundSender([BangiTracker(self.tracker_url)])
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        try:
+            journey = self._restore(environ)
+        except Exception:
+            logger.exception("bangi-landing: could not read the request; passing it through")
+            return self.app(environ, start_response)
+        response = _Response(self, environ, journey, start_response)
+        app_iter = self.app(environ, response.start_response)
+        if response.started:
+            # The app has returned, so its response is final: report now, before
+            # the server sends anything. A generator app starts when iterated.
+            response.report_events()
+            if response.rewriter is None:
+                return app_iter  # nothing to rewrite: the app's iterable as is (file_wrapper too)
+        return _RewrittenBody(app_iter, response)
+
+    # The request side
+
+    def _restore(self, environ: WSGIEnvironment) -> _Journey:
+        query = parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+        environ["bangi.query"] = query
+        cookie_click_id = self.cookie.load(environ)
+        is_submit = (
+            environ.get("REQUEST_METHOD") == "POST"
+            and environ.get("PATH_INFO", "") in self.submit_paths
+        )
+        fields = self._read_submit(environ) if is_submit else None
+
+        journey = None
+        for source, value in (
+            ("url", next((v for k, v in query if k == self.url_param), None)),
+            ("form", fields.get(self.field_name) if fields else None),
+            ("cookie", cookie_click_id),
+        ):
+            click_id = parse_click_id(value)
+            if click_id:
+                journey = _Journey(click_id, source, cookie_click_id)  # type: ignore[arg-type]
+                break
+        if journey is None:
+            journey = _Journey(new_click_id(), "new", None)
+        journey.is_submit = is_submit
+        journey.fields = fields
+        environ[ENVIRON_KEY] = journey.click_id
+        return journey
+
+    def _read_submit(self, environ: WSGIEnvironment) -> dict[str, Any] | None:
+        """Read and parse a submit's body, leaving an identical body for the app."""
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or -1)
+        except ValueError:
+            length = -1
+        stream = environ["wsgi.input"]
+        if length > self.max_submit_size:
+            logger.info(
+                "bangi-landing: submit body of %d bytes not read (limit %d)",
+                length,
+                self.max_submit_size,
+            )
+            return None
+        if length >= 0:
+            body = stream.read(length)
+        elif environ.get("wsgi.input_terminated"):
+            body = stream.read(self.max_submit_size + 1)
+            if len(body) > self.max_submit_size:
+                environ["wsgi.input"] = _ReplayStream(body, stream)
+                logger.info(
+                    "bangi-landing: submit body over %d bytes not read", self.max_submit_size
+                )
+                return None
+        else:
+            body = b""  # PEP 3333: no Content-Length, no body
+        environ["wsgi.input"] = io.BytesIO(body)
+        environ["CONTENT_LENGTH"] = str(len(body))
+        return _parse_fields(environ, body)
+
+    # The response side
+
+    def _click(self, environ: WSGIEnvironment, journey: _Journey) -> Event:
+        params: dict[str, Any] = {}
+        for key, value in environ["bangi.query"]:
+            if key in params:  # a repeated parameter keeps all its values
+                previous = params[key]
+                params[key] = (
+                    [*previous, value] if isinstance(previous, list) else [previous, value]
+                )
+            else:
+                params[key] = value
+        params["landingPath"] = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+        params["campaignId"] = self.campaign_id
+        params.pop("clickId", None)
+        params.pop("eventId", None)
+        return Event("click", journey.click_id, params)
+
+    def _lead(self, journey: _Journey) -> Event:
+        fields = journey.fields or {}
+        if self.lead_fields is not None:
+            params = {name: fields[name] for name in self.lead_fields if name in fields}
+        else:
+            params = {name: value for name, value in fields.items() if not is_private_field(name)}
+        for ours in (self.field_name, "clickId", "eventId"):
+            params.pop(ours, None)
+        return Event("lead", journey.click_id, params)
+
+    def report(self, event: Event) -> None:
+        """Hand ``event`` to the sender; never raises."""
+        try:
+            self.sender.submit(event)
+        except Exception:
+            logger.exception("bangi-landing: could not queue a %s event", event.kind)
+
+
+@dataclass
+class _Response:
+    """One response's decisions, made when the app calls ``start_response``."""
+
+    middleware: BangiLanding
+    environ: WSGIEnvironment
+    journey: _Journey
+    server_start_response: StartResponse
+    started: bool = False
+    rewriter: HtmlRewriter | None = None
+    events: list[Event] = field(default_factory=list)  # reported once the response is final
+
+    def report_events(self) -> None:
+        for event in self.events:
+            self.middleware.report(event)
+        self.events.clear()
+
+    def start_response(
+        self, status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None
+    ) -> Any:
+        self.started = True
+        if exc_info is None:
+            try:
+                headers = self._decide(status, headers)
+            except Exception:
+                logger.exception("bangi-landing: could not process a response; serving it as is")
+                self.rewriter = None
+        else:
+            # An error page replaces the response: no click or lead, no rewriting.
+            self.rewriter = None
+            self.events.clear()
+        write = self.server_start_response(status, headers, exc_info)
+        rewriter = self.rewriter
+        if rewriter is None:
+            return write
+
+        def rewriting_write(data: bytes) -> None:
+            write(_feed(self, rewriter, data))
+
+        return rewriting_write
+
+    def _decide(self, status: str, header_list: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        middleware, journey, environ = self.middleware, self.journey, self.environ
+        code = int(status[:3])
+        headers = Headers(header_list)
+        mimetype, options = parse_options_header(headers.get("Content-Type", ""))
+        method = environ.get("REQUEST_METHOD", "GET")
+        is_html = mimetype in HTML_TYPES and not _is_attachment(headers)
+
+        if journey.is_submit and code < 400:
+            self.events.append(middleware._lead(journey))
+        elif journey.source == "new" and method == "GET" and 200 <= code < 300 and is_html:
+            self.events.append(middleware._click(environ, journey))
+
+        active = journey.source != "new" or bool(self.events)
+        set_cookie = active and code < 400 and journey.cookie_click_id != journey.click_id
+        rewrite = (
+            active
+            and is_html
+            and method != "HEAD"
+            and code not in (204, 304)
+            and headers.get("Content-Encoding", "identity").lower() == "identity"
+            and _ascii_compatible(options.get("charset", "utf-8"))
+        )
+        if set_cookie:
+            secure = environ.get("wsgi.url_scheme") == "https"
+            headers.add("Set-Cookie", middleware.cookie.header(journey.click_id, secure=secure))
+        if rewrite:
+            self.rewriter = HtmlRewriter(
+                journey.click_id, field_name=middleware.field_name, link_hosts=middleware.link_hosts
+            )
+            headers.remove("Content-Length")  # the body grows by the fields
+            etag = headers.get("ETag")
+            if etag and not etag.startswith("W/"):
+                headers["ETag"] = "W/" + etag  # same meaning, different bytes
+            _vary_on_cookie(headers)
+        if set_cookie or rewrite:
+            _private(headers)  # one visitor's clickId must never reach another from a cache
+        return headers.to_wsgi_list()
+
+
+class _RewrittenBody:
+    """The app's body with each chunk passed through the response's rewriter, streamed.
+
+    The rewriter is looked up per chunk: a generator app calls ``start_response``
+    only when first iterated.
+    """
+
+    def __init__(self, app_iter: Iterable[bytes], response: _Response) -> None:
+        self._app_iter = app_iter
+        self._response = response
+
+    def __iter__(self) -> Iterator[bytes]:
+        response = self._response
+        for chunk in self._app_iter:
+            response.report_events()  # the body has begun: the response is final
+            rewriter = response.rewriter
+            # PEP 3333: yield (even b"") for every chunk, never wait for more.
+            yield chunk if rewriter is None else _feed(response, rewriter, chunk)
+        response.report_events()  # an empty body
+        rewriter = response.rewriter
+        if rewriter is not None:
+            try:
+                tail = rewriter.finish()
+            except Exception:
+                logger.exception("bangi-landing: rewriting failed at the end of a page")
+                return
+            if tail:
+                yield tail
+
+    def close(self) -> None:
+        close = getattr(self._app_iter, "close", None)
+        if close is not None:
+            close()
+
+
+def _feed(response: _Response, rewriter: HtmlRewriter, data: bytes) -> bytes:
+    try:
+        return rewriter.feed(data)
+    except Exception:
+        # Fail open: the rest of the page goes out as the app wrote it, after
+        # whatever the rewriter was holding back, if it can still give it.
+        logger.exception("bangi-landing: rewriting failed; serving the rest of the page as is")
+        response.rewriter = None
+        try:
+            held = rewriter.finish()
+        except Exception:
+            held = b""
+        return held + data
+
+
+class _ReplayStream:
+    """An input stream that returns ``head`` and then the rest of ``stream``."""
+
+    def __init__(self, head: bytes, stream: InputStream) -> None:
+        self._head = io.BytesIO(head)
+        self._stream = stream
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._head.read(size)
+        if size < 0:
+            return data + self._stream.read()
+        if len(data) < size:
+            data += self._stream.read(size - len(data))
+        return data
+
+    def readline(self, size: int = -1) -> bytes:
+        line = self._head.readline(size)
+        if line.endswith(b"\n") or (size >= 0 and len(line) >= size):
+            return line
+        return line + self._stream.readline(-1 if size < 0 else size - len(line))
+
+    def readlines(self, hint: int = -1) -> list[bytes]:
+        return list(iter(self.readline, b""))
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.readline, b"")
+
+
+def _parse_fields(environ: WSGIEnvironment, body: bytes) -> dict[str, Any] | None:
+    """The submitted fields: form values as strings (lists when repeated), or a JSON object."""
+    mimetype, _ = parse_options_header(environ.get("CONTENT_TYPE", ""))
+    if mimetype == "application/json" or mimetype.endswith("+json"):
+        try:
+            data = json.loads(body)
+        except (ValueError, RecursionError):
+            return None
+        return data if isinstance(data, dict) else None
+    if mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        # The parser gets its own copy of the body; the app keeps the one in environ.
+        parse_environ = {**environ, "wsgi.input": io.BytesIO(body)}
+        _, form, files = parse_form_data(parse_environ, silent=True)
+        for upload in files.values():
+            upload.close()  # uploads are the app's business, not the tracker's
+        return {key: values[0] if len(values) == 1 else values for key, values in form.lists()}
+    return None
+
+
+def _is_attachment(headers: Headers) -> bool:
+    disposition, _ = parse_options_header(headers.get("Content-Disposition", ""))
+    return disposition == "attachment"
+
+
+_ASCII_COMPATIBLE: dict[str, bool] = {}
+
+
+def _ascii_compatible(charset: str) -> bool:
+    """Whether markup bytes of this charset are ASCII (so the rewriter can read them)."""
+    known = _ASCII_COMPATIBLE.get(charset)
+    if known is None:
+        try:
+            known = "<form>".encode(codecs.lookup(charset).name) == b"<form>"
+        except (LookupError, UnicodeError):
+            known = False
+        if len(_ASCII_COMPATIBLE) < 64:  # the header is the app's, but keep the cache bounded
+            _ASCII_COMPATIBLE[charset] = known
+    return known
+
+
+def _vary_on_cookie(headers: Headers) -> None:
+    vary = [v.strip() for v in headers.get("Vary", "").split(",") if v.strip()]
+    if "*" not in vary and not any(v.lower() == "cookie" for v in vary):
+        headers["Vary"] = dump_header([*vary, "Cookie"])
+
+
+def _private(headers: Headers) -> None:
+    cache_control = parse_cache_control_header(
+        headers.get("Cache-Control"), cls=ResponseCacheControl
+    )
+    cache_control.public = False
+    cache_control.s_maxage = None
+    if not cache_control.no_store:
+        cache_control.private = True
+    headers["Cache-Control"] = cache_control.to_header()

@@ -1,0 +1,437 @@
+"""The middleware end to end: a landing app behind BangiLanding, the bundled tracker over HTTP."""
+
+from __future__ import annotations
+
+import logging
+import re
+import socket
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import requests
+from itsdangerous import TimestampSigner, URLSafeTimedSerializer
+
+from bangi_landing import BangiLanding, ConfigurationError
+from bangi_landing.click_id import JourneyCookie
+from bangi_landing.sender import BackgroundSender
+
+from .conftest import Tracker
+from .landing import landing_app
+from .utils import live_server
+
+SECRET = "test-secret-key-0123456789"
+SUB1 = re.compile(r'<input type="hidden" name="sub1" value="([0-9a-f-]{36})">')
+
+
+@dataclass
+class Landing:
+    url: str
+    middleware: BangiLanding
+    tracker: Tracker
+    browser: requests.Session
+
+    def get(self, path: str = "/", **kwargs: Any) -> requests.Response:
+        return self.browser.get(self.url + path, timeout=5, **kwargs)
+
+    def post(self, path: str = "/submit", **kwargs: Any) -> requests.Response:
+        return self.browser.post(self.url + path, timeout=5, **kwargs)
+
+    def events(self, **filters: object) -> list[dict[str, Any]]:
+        sender = self.middleware.sender
+        assert isinstance(sender, BackgroundSender)
+        assert sender.flush(10)
+        return self.tracker.events(**filters)
+
+    @property
+    def cookie(self) -> str | None:
+        return self.browser.cookies.get("bangi_journey")
+
+
+def wrap(tracker: Tracker, **options: Any) -> BangiLanding:
+    return BangiLanding(
+        landing_app, tracker_url=tracker.url, campaign_id=42, secret_key=SECRET, **options
+    )
+
+
+@pytest.fixture
+def landing(tracker: Tracker) -> Iterator[Landing]:
+    middleware = wrap(tracker, link_hosts=["shop.example"])
+    with live_server(middleware) as url, requests.Session() as browser:
+        yield Landing(url, middleware, tracker, browser)
+
+
+def form_click_ids(html: str) -> list[str]:
+    return SUB1.findall(html)
+
+
+# The click
+
+
+def test_first_visit_reports_the_click_with_query_parameters(landing: Landing) -> None:
+    response = landing.get("/?source=facebook&ad_name=video-01&campaignId=999")
+    assert response.status_code == 200
+    [click] = landing.events()
+    assert click["type"] == "click"
+    assert click["campaignId"] == 42  # the middleware's value wins over the query's
+    params = click["params"]
+    assert params["source"] == "facebook"
+    assert params["ad_name"] == "video-01"
+    assert params["landingPath"] == "/"
+    assert re.fullmatch(r"[0-9a-f]{32}", params["eventId"])
+
+
+def test_first_visit_sets_a_signed_http_only_lax_cookie(landing: Landing) -> None:
+    response = landing.get()
+    header = response.headers["Set-Cookie"]
+    assert header.startswith("bangi_journey=")
+    assert "HttpOnly" in header
+    assert "SameSite=Lax" in header
+    assert "Max-Age=2592000" in header
+    assert "Secure" not in header  # plain http
+    [click] = landing.events()
+    assert (
+        JourneyCookie(SECRET).load({"HTTP_COOKIE": f"bangi_journey={landing.cookie}"})
+        == (click["clickId"])
+    )
+
+
+def test_every_real_form_carries_the_click_id(landing: Landing) -> None:
+    html = landing.get().text
+    [click] = landing.events()
+    assert form_click_ids(html) == [click["clickId"], click["clickId"]]  # order and search
+    assert '<!-- <form id="commented"> -->' in html
+    assert '<textarea><form id="in-textarea"></textarea>' in html
+    assert f"clickId seen by the app: {click['clickId']}" in html
+
+
+def test_second_visit_makes_no_second_click(landing: Landing) -> None:
+    first = form_click_ids(landing.get().text)
+    second = landing.get("/?source=again")
+    assert "Set-Cookie" not in second.headers
+    assert form_click_ids(second.text) == first
+    assert len(landing.events()) == 1
+
+
+def test_click_id_from_the_url_continues_the_journey(landing: Landing) -> None:
+    click_id = str(uuid.uuid4())
+    response = landing.get(f"/?clickId={click_id.upper()}")
+    assert form_click_ids(response.text) == [click_id, click_id]
+    assert landing.events() == []  # a journey in progress: no new click
+    assert landing.cookie is not None
+    assert form_click_ids(landing.get().text) == [click_id, click_id]  # now from the cookie
+
+
+def test_invalid_click_id_in_the_url_starts_a_new_journey(landing: Landing) -> None:
+    response = landing.get('/?clickId="><script>alert(1)</script>')
+    assert "<script>alert(1)" not in response.text
+    [click] = landing.events()
+    assert click["clickId"] != "<script>"
+    assert "clickId" not in click["params"]
+
+
+def test_forged_cookie_is_ignored(landing: Landing) -> None:
+    forged = URLSafeTimedSerializer("another-secret-0123456789", salt=JourneyCookie.SALT)
+    landing.browser.cookies.set("bangi_journey", forged.dumps({"c": str(uuid.uuid4())}))
+    landing.get()
+    [click] = landing.events()
+    assert click["clickId"] != forged.loads(forged.dumps({"c": "x"}))["c"]
+
+
+def test_expired_cookie_is_ignored(landing: Landing) -> None:
+    class LongAgo(TimestampSigner):
+        def get_timestamp(self) -> int:
+            return super().get_timestamp() - 31 * 24 * 3600
+
+    old = URLSafeTimedSerializer(SECRET, salt=JourneyCookie.SALT, signer=LongAgo)
+    old_click_id = str(uuid.uuid4())
+    landing.browser.cookies.set("bangi_journey", old.dumps({"c": old_click_id}))
+    landing.get()
+    [click] = landing.events()
+    assert click["clickId"] != old_click_id
+
+
+@pytest.mark.parametrize("cookie", ["x" * 5000, "garbage", "a.b.c", '"quoted"', ""])
+def test_malformed_cookie_starts_a_new_journey(landing: Landing, cookie: str) -> None:
+    response = landing.browser.get(
+        landing.url + "/", headers={"Cookie": f"bangi_journey={cookie}"}, timeout=5
+    )
+    assert response.status_code == 200
+    assert len(landing.events()) == 1
+
+
+@pytest.mark.parametrize("path", ["/style.css", "/api", "/redirect", "/missing", "/download"])
+def test_no_click_for_what_is_not_a_landing_page_view(landing: Landing, path: str) -> None:
+    response = landing.get(path, allow_redirects=False)
+    assert "Set-Cookie" not in response.headers
+    assert landing.events() == []
+
+
+def test_no_click_for_head(landing: Landing) -> None:
+    response = landing.browser.head(landing.url + "/", timeout=5)
+    assert response.status_code == 200
+    assert "Set-Cookie" not in response.headers
+    assert landing.events() == []
+
+
+def test_app_sees_the_click_id(landing: Landing) -> None:
+    html = landing.get().text
+    [click_id, _] = form_click_ids(html)
+    assert f"clickId seen by the app: {click_id}" in html
+
+
+# Rewriting and caching
+
+
+def test_rewritten_page_is_private_and_varies_on_cookie(landing: Landing) -> None:
+    response = landing.get("/cached")
+    assert "Content-Length" not in response.headers or int(
+        response.headers["Content-Length"]
+    ) == len(response.content)
+    cache_control = {part.strip() for part in response.headers["Cache-Control"].split(",")}
+    assert "private" in cache_control
+    assert "public" not in cache_control
+    assert not any(part.startswith("s-maxage") for part in cache_control)
+    assert "max-age=600" in cache_control
+    assert response.headers["Vary"] == "Accept-Encoding, Cookie"
+    assert response.headers["ETag"] == 'W/"abc"'
+    assert form_click_ids(response.text)
+
+
+def test_compressed_html_is_a_page_view_but_is_not_touched(landing: Landing) -> None:
+    response = landing.get("/gzip")
+    assert response.headers["Content-Encoding"] == "gzip"
+    assert form_click_ids(response.text) == []  # requests decompressed the original
+    assert landing.cookie is not None
+    assert [event["type"] for event in landing.events()] == ["click"]
+
+
+def test_utf16_html_is_not_touched(landing: Landing) -> None:
+    landing.get()
+    response = landing.get("/utf16")
+    assert form_click_ids(response.content.decode("utf-16")) == []
+
+
+def test_page_that_renders_the_field_itself_gets_no_second_one(landing: Landing) -> None:
+    landing.get()
+    html = landing.get("/helper").text
+    assert html.count('name="sub1"') == 1
+
+
+def test_error_pages_of_a_journey_still_get_the_field(landing: Landing) -> None:
+    [click_id, _] = form_click_ids(landing.get().text)
+    assert form_click_ids(landing.get("/missing").text) == [click_id]
+
+
+def test_links_to_listed_hosts_carry_the_click_id(landing: Landing) -> None:
+    [click_id, _] = form_click_ids(landing.get().text)
+    html = landing.get("/links").text
+    assert f'href="https://shop.example/buy?x=1&amp;clickId={click_id}"' in html
+    assert 'href="https://other.example/"' in html
+
+
+# The lead
+
+
+def test_submit_reaches_the_app_unchanged_and_reports_the_lead(landing: Landing) -> None:
+    [click_id, _] = form_click_ids(landing.get("/?source=fb").text)
+    form = {
+        "sub1": click_id,
+        "name": "Ana Lima",
+        "phone": "+55 11 99999-0000",
+        "email": "ana@example.com",
+        "csrf_token": "secret-token",
+        "password": "hunter2",
+        "offer_id": "456",
+        "quantity": "2",
+    }
+    response = landing.post(data=form)
+    assert response.status_code == 200
+    assert (
+        response.content == requests.Request("POST", "http://x/", data=form).prepare().body.encode()
+    )  # type: ignore[union-attr]
+    [lead] = landing.events(type="lead")
+    assert lead["clickId"] == click_id
+    assert lead["campaignId"] == 42
+    assert {k: v for k, v in lead["params"].items() if k != "eventId"} == {
+        "offer_id": "456",
+        "quantity": "2",
+    }
+
+
+def test_multipart_submit_reaches_the_app_unchanged(landing: Landing) -> None:
+    [click_id, _] = form_click_ids(landing.get().text)
+    response = landing.post(
+        data={"sub1": click_id, "offer_id": "7"}, files={"photo": ("a.txt", b"file body")}
+    )
+    assert b"file body" in response.content
+    assert int(response.headers["X-Received-Length"]) == len(response.content)
+    [lead] = landing.events(type="lead")
+    assert lead["params"]["offer_id"] == "7"
+    assert "photo" not in lead["params"]
+
+
+def test_json_submit_reports_the_lead(landing: Landing) -> None:
+    click_id = str(uuid.uuid4())
+    response = landing.post(json={"sub1": click_id, "offer_id": 9, "phone": "123"})
+    assert response.json() == {"sub1": click_id, "offer_id": 9, "phone": "123"}
+    [lead] = landing.events(type="lead")
+    assert lead["clickId"] == click_id
+    assert lead["params"]["offer_id"] == 9
+    assert "phone" not in lead["params"]
+
+
+def test_owner_listed_fields_are_sent_exactly(tracker: Tracker) -> None:
+    middleware = wrap(tracker, lead_fields=["phone", "offer_id"])
+    with live_server(middleware) as url:
+        requests.post(
+            f"{url}/submit", data={"phone": "123", "offer_id": "1", "utm": "x"}, timeout=5
+        ).raise_for_status()
+        assert isinstance(middleware.sender, BackgroundSender)
+        middleware.sender.flush(10)
+    [lead] = tracker.events(type="lead")
+    assert {k: v for k, v in lead["params"].items() if k != "eventId"} == {
+        "phone": "123",
+        "offer_id": "1",
+    }
+
+
+def test_rejected_submit_reports_no_lead(landing: Landing) -> None:
+    landing.get()
+    assert landing.post(data={"fail": "1"}).status_code == 400
+    assert landing.events(type="lead") == []
+
+
+def test_submit_without_click_id_reports_a_lead_with_a_fresh_one(landing: Landing) -> None:
+    response = landing.post(data={"offer_id": "1"})
+    assert response.status_code == 200
+    [lead] = landing.events()
+    assert lead["type"] == "lead"
+    assert lead["campaignId"] is None  # no click was ever recorded for it
+    assert (
+        JourneyCookie(SECRET).load({"HTTP_COOKIE": f"bangi_journey={landing.cookie}"})
+        == (lead["clickId"])
+    )
+
+
+def test_submit_uses_the_cookie_when_the_form_has_no_field(landing: Landing) -> None:
+    [click_id, _] = form_click_ids(landing.get().text)
+    landing.post(data={"offer_id": "1"})
+    [lead] = landing.events(type="lead")
+    assert lead["clickId"] == click_id
+
+
+def test_oversized_submit_passes_through_and_still_reports_the_lead(tracker: Tracker) -> None:
+    middleware = wrap(tracker, max_submit_size=100)
+    body = {"offer_id": "1", "pad": "x" * 500}
+    with live_server(middleware) as url:
+        response = requests.post(f"{url}/submit", data=body, timeout=5)
+        assert isinstance(middleware.sender, BackgroundSender)
+        middleware.sender.flush(10)
+    assert len(response.content) > 500
+    [lead] = tracker.events(type="lead")
+    assert set(lead["params"]) == {"eventId"}
+
+
+def test_post_elsewhere_is_no_lead(landing: Landing) -> None:
+    landing.get()
+    landing.post("/other", data={"offer_id": "1"})
+    assert landing.events(type="lead") == []
+
+
+# Never in the way
+
+
+def test_dead_tracker_costs_the_page_nothing(tracker: Tracker) -> None:
+    # A tracker that accepts connections and never answers.
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(100)
+    host, port = silent.getsockname()
+    middleware = BangiLanding(
+        landing_app, tracker_url=f"http://{host}:{port}", campaign_id=1, secret_key=SECRET
+    )
+    try:
+        with live_server(middleware) as url, requests.Session() as browser:
+            for _ in range(5):  # each would wait 10 s if reporting were in the request
+                assert browser.get(url + "/", timeout=2).status_code == 200
+                browser.cookies.clear()
+    finally:
+        silent.close()
+
+
+def test_rewriter_failure_serves_the_page_unmodified(
+    landing: Landing, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(self: object, chunk: bytes) -> bytes:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr("bangi_landing.middleware.HtmlRewriter.feed", broken)
+    with caplog.at_level(logging.ERROR, logger="bangi_landing"):
+        response = landing.get()
+    assert response.status_code == 200
+    assert '<form id="order" action="/submit" method="post">' in response.text
+    assert "rewriting failed" in caplog.text
+
+
+def test_request_side_failure_passes_the_request_through(
+    landing: Landing, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(self: object, environ: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(JourneyCookie, "load", broken)
+    with caplog.at_level(logging.ERROR, logger="bangi_landing"):
+        response = landing.get()
+    assert response.status_code == 200
+    assert "could not read the request" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "query", ["%ff%fe=%00", "a=%zz", "clickId=%E2%80%8F" + "1" * 36, "&&&=&", "x=" + "y" * 8000]
+)
+def test_odd_query_strings_are_harmless(landing: Landing, query: str) -> None:
+    assert landing.get(f"/?{query}").status_code == 200
+
+
+# Configuration
+
+
+def test_settings_fall_back_to_the_environment(
+    tracker: Tracker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BANGI_TRACKER_URL", tracker.url)
+    monkeypatch.setenv("BANGI_CAMPAIGN_ID", "7")
+    monkeypatch.setenv("BANGI_SECRET_KEY", SECRET)
+    middleware = BangiLanding(landing_app)
+    assert (middleware.tracker_url, middleware.campaign_id) == (tracker.url, 7)
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"tracker_url": None}, "BANGI_TRACKER_URL"),
+        ({"tracker_url": "dashboard.example.com"}, "tracker_url"),
+        ({"tracker_url": "ftp://x"}, "tracker_url"),
+        ({"campaign_id": None}, "BANGI_CAMPAIGN_ID"),
+        ({"campaign_id": "abc"}, "campaign_id"),
+        ({"campaign_id": 0}, "campaign_id"),
+        ({"secret_key": None}, "BANGI_SECRET_KEY"),
+        ({"secret_key": "short"}, "secret_key"),
+    ],
+)
+def test_missing_or_invalid_setting_is_named(
+    monkeypatch: pytest.MonkeyPatch, options: dict[str, Any], named: str
+) -> None:
+    for env in ("BANGI_TRACKER_URL", "BANGI_CAMPAIGN_ID", "BANGI_SECRET_KEY"):
+        monkeypatch.delenv(env, raising=False)
+    settings = {
+        "tracker_url": "https://t.example",
+        "campaign_id": 1,
+        "secret_key": SECRET,
+        **options,
+    }
+    with pytest.raises(ConfigurationError, match=named):
+        BangiLanding(landing_app, **settings)

@@ -1,0 +1,212 @@
+"""PEP 3333 on both sides of the middleware, for every shape a WSGI app can take."""
+
+from __future__ import annotations
+
+import io
+import re
+import sys
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+from wsgiref.validate import validator
+
+import pytest
+import requests
+from werkzeug.middleware.lint import LintMiddleware
+from werkzeug.test import Client, create_environ, run_wsgi_app
+
+from bangi_landing import BangiLanding
+from bangi_landing.events import Event
+
+from .utils import reference_server
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+PAGE = b'<html><body><form action="/submit" method="post"><input name="q"></form></body></html>'
+HTML = [("Content-Type", "text/html; charset=utf-8")]
+
+
+class Recorder:
+    """Collects events instead of sending them: these tests are about the WSGI protocol."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def submit(self, event: Event) -> bool:
+        self.events.append(event)
+        return True
+
+
+def list_app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+    start_response("200 OK", [*HTML, ("Content-Length", str(len(PAGE)))])
+    return [PAGE]
+
+
+def generator_app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterator[bytes]:
+    start_response("200 OK", HTML)  # called only when first iterated
+    yield PAGE[:20]
+    yield b""
+    yield PAGE[20:]
+
+
+def byte_chunks_app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterator[bytes]:
+    start_response("200 OK", HTML)
+    for i in range(len(PAGE)):
+        yield PAGE[i : i + 1]
+
+
+def write_app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+    write = start_response("200 OK", HTML)
+    write(PAGE[:30])
+    write(PAGE[30:60])
+    return [PAGE[60:]]
+
+
+def exc_info_app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+    start_response("200 OK", HTML)
+    try:
+        raise ValueError("the page failed after its headers were chosen")
+    except ValueError:
+        start_response("500 Internal Server Error", HTML, sys.exc_info())
+    return [b"<html><form></form> error</html>"]
+
+
+class ClosingBody:
+    closed = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield PAGE
+
+    def close(self) -> None:
+        ClosingBody.closed = True
+
+
+def closing_app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+    start_response("200 OK", HTML)
+    return ClosingBody()
+
+
+def submit_app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+    body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [body]
+
+
+def fetch(app: WSGIApplication, method: str = "GET", path: str = "/", **kwargs: Any) -> Any:
+    """Make one request like a server would: read the whole body, then close it."""
+    response = Client(app).open(path, method=method, **kwargs)
+    response.body = response.get_data()
+    response.close()
+    return response
+
+
+def wrap(app: WSGIApplication, recorder: Recorder) -> WSGIApplication:
+    middleware = BangiLanding(
+        validator(app),
+        tracker_url="http://127.0.0.1:9",
+        campaign_id=1,
+        secret_key="conformance-secret-key",
+        sender=recorder,
+    )
+    return validator(middleware)
+
+
+APPS: dict[str, tuple[WSGIApplication, str]] = {
+    "list": (list_app, "200"),
+    "generator": (generator_app, "200"),
+    "one-byte-chunks": (byte_chunks_app, "200"),
+    "write-callable": (write_app, "200"),
+    "closing-body": (closing_app, "200"),
+}
+
+
+@pytest.mark.parametrize("name", APPS)
+def test_validated_on_both_sides_and_rewritten(name: str) -> None:
+    app, _ = APPS[name]
+    recorder = Recorder()
+    response = fetch(wrap(app, recorder))
+    body = response.body
+    assert response.status_code == 200
+    injected = re.compile(rb'<input type="hidden" name="sub1" value="[0-9a-f-]{36}">')
+    assert len(injected.findall(body)) == 1
+    assert injected.sub(b"", body) == PAGE
+    assert [event.kind for event in recorder.events] == ["click"]
+    assert "Content-Length" not in response.headers
+
+
+def test_close_is_called() -> None:
+    ClosingBody.closed = False
+    fetch(wrap(closing_app, Recorder()))
+    assert ClosingBody.closed
+
+
+def test_exc_info_after_headers_serves_the_error_page_untouched() -> None:
+    # werkzeug's test client re-raises any exc_info; the reference server follows PEP 3333.
+    recorder = Recorder()
+    with reference_server(wrap(exc_info_app, recorder)) as url:
+        response = requests.get(url + "/", timeout=5)
+    assert response.status_code == 500
+    assert response.content == b"<html><form></form> error</html>"
+    assert recorder.events == []
+
+
+def test_submit_body_is_handed_over_intact() -> None:
+    recorder = Recorder()
+    data = b"sub1=not-a-uuid&offer=1&" + b"x=%FF&" * 100
+    response = fetch(
+        wrap(submit_app, recorder),
+        "POST",
+        "/submit",
+        data=data,
+        content_type="application/x-www-form-urlencoded",
+    )
+    assert response.body == data
+    assert [event.kind for event in recorder.events] == ["lead"]
+
+
+def test_chunked_submit_over_the_limit_is_replayed_whole() -> None:
+    recorder = Recorder()
+    middleware = BangiLanding(
+        submit_app_streaming,
+        tracker_url="http://127.0.0.1:9",
+        campaign_id=1,
+        secret_key="conformance-secret-key",
+        sender=recorder,
+        max_submit_size=10,
+    )
+    data = b"offer=1&pad=" + b"y" * 100
+    environ = create_environ(
+        "/submit",
+        method="POST",
+        input_stream=io.BytesIO(data),
+        content_type="application/x-www-form-urlencoded",
+    )
+    del environ["CONTENT_LENGTH"]  # a chunked upload: the server says only that it ends
+    environ["wsgi.input_terminated"] = True
+    app_iter, status, _ = run_wsgi_app(middleware, environ)
+    body = b"".join(app_iter)
+    assert (status, body) == ("200 OK", data)
+    assert recorder.events[0].params == {}
+
+
+def submit_app_streaming(
+    environ: WSGIEnvironment, start_response: StartResponse
+) -> Iterable[bytes]:
+    stream = environ["wsgi.input"]
+    body = stream.readline() + stream.read(7) + stream.read()
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [body]
+
+
+@pytest.mark.parametrize("name", APPS)
+def test_werkzeug_lint_finds_nothing(name: str, recwarn: pytest.WarningsRecorder) -> None:
+    app, _ = APPS[name]
+    middleware = BangiLanding(
+        LintMiddleware(app),
+        tracker_url="http://127.0.0.1:9",
+        campaign_id=1,
+        secret_key="conformance-secret-key",
+        sender=Recorder(),
+    )
+    fetch(LintMiddleware(middleware))
+    assert not recwarn.list
