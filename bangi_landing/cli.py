@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 
 import click
@@ -9,13 +10,17 @@ import click
 from . import __version__
 from .serving import Site, serve
 
-_db_option = click.option(
+_host = click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Interface to listen on."
+)
+_db = click.option(
     "--db",
     type=click.Path(dir_okay=False, path_type=Path),
     default="bangi-tracker.sqlite3",
     show_default=True,
     help="SQLite file where the tracker keeps its events.",
 )
+_port = click.IntRange(0, 65535)  # 0: any free port
 
 
 @click.group()
@@ -25,15 +30,59 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
-@click.option("--port", default=5001, show_default=True, type=click.IntRange(0, 65535))
-@_db_option
+@_host
+@click.option("--port", default=5001, show_default=True, type=_port)
+@_db
 def tracker(host: str, port: int, db: Path) -> None:
     """Run the bundled tracker (the external landing tracking API and its report)."""
     from .tracker import create_app
 
     app = create_app(db)
     try:
-        serve([Site("Tracker", app, host, port)], echo=lambda line: click.echo(line, err=False))
+        serve([Site.bind("Tracker", app, host, port)], echo=click.echo)
     finally:
         app.extensions["bangi_tracker"].close()
+
+
+@main.command()
+@_host
+@click.option("--port", default=5000, show_default=True, type=_port, help="The landing's port.")
+@click.option("--tracker-port", default=5001, show_default=True, type=_port)
+@_db
+def demo(host: str, port: int, tracker_port: int, db: Path) -> None:
+    """Run the demo landing, wrapped in bangi-landing, and the bundled tracker.
+
+    Open the landing, order something, then watch the click and the lead in the
+    tracker's report; the fake CPA network at /network sends the postbacks.
+    """
+    from demo_site import create_app as create_landing
+
+    from .middleware import BangiLanding
+    from .statuses import StatusMapper
+    from .tracker import Campaign, create_app
+
+    tracker_app = create_app(db)
+    store = tracker_app.extensions["bangi_tracker"]
+    store.put_campaign(
+        Campaign(
+            id=1,
+            name="Aurora ring (demo)",
+            status_mapper=StatusMapper(
+                "status", {"approved": "accept", "pending": "expect", "rejected": "reject"}
+            ),
+            cost=10,
+            currency="USD",
+        )
+    )
+    try:
+        tracker_site = Site.bind("Tracker", tracker_app, host, tracker_port)
+        landing = create_landing(network_url=f"{tracker_site.url}/network/orders")
+        landing.wsgi_app = BangiLanding(  # type: ignore[method-assign]
+            landing.wsgi_app,
+            tracker_url=tracker_site.url,
+            campaign_id=1,
+            secret_key=secrets.token_urlsafe(32),
+        )
+        serve([Site.bind("Landing", landing, host, port), tracker_site], echo=click.echo)
+    finally:
+        store.close()

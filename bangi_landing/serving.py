@@ -17,46 +17,42 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Site:
+    """A named app bound to its socket (port 0 becomes a free port here)."""
+
     name: str
-    app: WSGIApplication
-    host: str
-    port: int
+    server: BaseWSGIServer
+
+    @classmethod
+    def bind(cls, name: str, app: WSGIApplication, host: str, port: int) -> Site:
+        return cls(name, make_server(host, port, app, threaded=True))
+
+    @property
+    def url(self) -> str:
+        host = self.server.host
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.server.server_port}"
 
 
-def serve(
-    sites: Sequence[Site],
-    *,
-    echo: Callable[[str], object] = print,
-    ready: Callable[[], None] = lambda: None,
-) -> None:
-    """Serve every site on its own threaded server; return after a clean shutdown.
+def serve(sites: Sequence[Site], *, echo: Callable[[str], object] = print) -> None:
+    """Serve every site until SIGINT or SIGTERM, then shut down cleanly and return.
 
-    Port 0 picks a free port; the printed URL has the real one, which is how
-    tests find a server they started as a subprocess.
+    The printed URLs have the real ports, which is how tests find servers
+    they started on port 0.
     """
-    servers: list[BaseWSGIServer] = []
+    threads = [threading.Thread(target=site.server.serve_forever, daemon=True) for site in sites]
     try:
-        for site in sites:
-            servers.append(make_server(site.host, site.port, site.app, threaded=True))
-        threads = [threading.Thread(target=server.serve_forever, daemon=True) for server in servers]
         for thread in threads:
             thread.start()
-        for site, server in zip(sites, servers, strict=True):
-            echo(f"{site.name}: http://{_url_host(site.host)}:{server.server_port}/")
-        ready()
+        for site in sites:
+            echo(f"{site.name}: {site.url}/")
         _wait_for_stop_signal()
         echo("Shutting down.")
-        for server in servers:
-            server.shutdown()
+        for site in sites:
+            site.server.shutdown()
         for thread in threads:
             thread.join()
     finally:
-        for server in servers:
-            server.server_close()
-
-
-def _url_host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
+        for site in sites:
+            site.server.server_close()
 
 
 def _wait_for_stop_signal() -> None:

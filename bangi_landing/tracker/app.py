@@ -7,7 +7,7 @@ import os
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTooLarge
 
-from . import api, report
+from . import api, network, report
 from .store import TrackerStore
 
 DEFAULT_DB = "bangi-tracker.sqlite3"
@@ -30,6 +30,7 @@ def create_app(db_path: str | os.PathLike[str] = DEFAULT_DB) -> Flask:
     app.extensions["bangi_tracker"] = TrackerStore(db_path)
     app.register_blueprint(api.bp)
     app.register_blueprint(report.bp)
+    app.register_blueprint(network.bp)
     app.register_error_handler(HTTPException, _http_error)
     app.before_request(_refuse_oversized_chunked_body)
     return app

@@ -49,6 +49,15 @@ CREATE UNIQUE INDEX IF NOT EXISTS one_event_per_event_id ON events (type, event_
     WHERE event_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS events_by_click_id ON events (click_id);
 CREATE INDEX IF NOT EXISTS events_by_campaign ON events (campaign_id, type);
+CREATE TABLE IF NOT EXISTS network_orders (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    click_id        TEXT NOT NULL,
+    params          TEXT NOT NULL,
+    received_at     TEXT NOT NULL,
+    postback_status TEXT,
+    postback_result TEXT,
+    postback_at     TEXT
+);
 """
 
 
@@ -279,6 +288,54 @@ class TrackerStore:
             for row in db.execute(sql):
                 totals.setdefault(row["campaign_id"], {})[row["currency"]] = row["amount"]
         return totals
+
+    # The fake CPA network's orders (network.py)
+
+    def add_network_order(self, click_id: str, params: Mapping[str, Any]) -> int:
+        """Store an order the fake network received, with all its fields as sent; its id."""
+        with self._write() as db:
+            cursor = db.execute(
+                "INSERT INTO network_orders (click_id, params, received_at) VALUES (?, ?, ?)",
+                (click_id, json.dumps(params, ensure_ascii=False, separators=(",", ":")), _now()),
+            )
+            return int(cursor.lastrowid or 0)
+
+    def network_orders(self, limit: int = 200) -> list[dict[str, Any]]:
+        """The fake network's orders, newest first."""
+        with self._connection() as db:
+            rows = db.execute("SELECT * FROM network_orders ORDER BY id DESC LIMIT ?", (limit,))
+            return [self._network_order(row) for row in rows]
+
+    def network_order(self, order_id: int) -> dict[str, Any] | None:
+        with self._connection() as db:
+            row = db.execute("SELECT * FROM network_orders WHERE id = ?", (order_id,)).fetchone()
+        return self._network_order(row) if row else None
+
+    def count_network_orders(self) -> int:
+        with self._connection() as db:
+            return int(db.execute("SELECT count(*) FROM network_orders").fetchone()[0])
+
+    def set_network_postback(self, order_id: int, status: str, result: str) -> bool:
+        """Record the latest postback the network sent for an order; False if no such order."""
+        with self._write() as db:
+            cursor = db.execute(
+                "UPDATE network_orders SET postback_status = ?, postback_result = ?,"
+                " postback_at = ? WHERE id = ?",
+                (status, result, _now(), order_id),
+            )
+            return cursor.rowcount == 1
+
+    @staticmethod
+    def _network_order(row: sqlite3.Row) -> dict[str, Any]:
+        return {
+            "id": row["id"],
+            "clickId": row["click_id"],
+            "params": json.loads(row["params"]),
+            "receivedAt": row["received_at"],
+            "postbackStatus": row["postback_status"],
+            "postbackResult": row["postback_result"],
+            "postbackAt": row["postback_at"],
+        }
 
 
 # Each journey's postbacks numbered newest first: nth = 1 is its current status.

@@ -1,0 +1,94 @@
+"""Flask integration: ``Bangi(app)`` wraps ``app.wsgi_app`` and adds template helpers.
+
+::
+
+    from bangi_landing.flask import Bangi
+
+    app.config["BANGI_TRACKER_URL"] = "https://dashboard.example.com"
+    app.config["BANGI_CAMPAIGN_ID"] = 42
+    bangi = Bangi(app)  # or Bangi() now and bangi.init_app(app) in a factory
+
+Configuration keys (each falls back as noted when unset):
+
+``BANGI_TRACKER_URL``, ``BANGI_CAMPAIGN_ID``
+    the environment variables of the same names.
+``BANGI_SECRET_KEY``
+    the environment variable, else the app's ``SECRET_KEY`` (the journey cookie
+    is signed under its own salt, so sharing the key is safe).
+``BANGI_SUBMIT_PATHS`` (``("/submit",)``), ``BANGI_FIELD_NAME`` (``"sub1"``),
+``BANGI_URL_PARAM`` (``"clickId"``), ``BANGI_LEAD_FIELDS`` (``None``),
+``BANGI_MAX_SUBMIT_SIZE`` (64 KiB), ``BANGI_COOKIE_NAME`` (``"bangi_journey"``),
+``BANGI_COOKIE_MAX_AGE`` (30 days), ``BANGI_COOKIE_DOMAIN`` (``None``),
+``BANGI_LINK_HOSTS`` (``()``)
+    the :class:`~bangi_landing.BangiLanding` options of the same names.
+
+Templates get ``bangi_click_id()`` and ``bangi_hidden_field()``. Forms are
+given the field automatically; render it yourself only where you want it
+somewhere in particular: the middleware then adds no second one.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from flask import Flask, current_app, request
+from markupsafe import Markup
+
+from .middleware import ENVIRON_KEY, BangiLanding
+
+EXTENSION_KEY = "bangi_landing"
+
+# config key -> BangiLanding option, with the default set by init_app
+_OPTIONS: dict[str, tuple[str, Any]] = {
+    "BANGI_TRACKER_URL": ("tracker_url", None),
+    "BANGI_CAMPAIGN_ID": ("campaign_id", None),
+    "BANGI_SECRET_KEY": ("secret_key", None),
+    "BANGI_SUBMIT_PATHS": ("submit_paths", ("/submit",)),
+    "BANGI_FIELD_NAME": ("field_name", "sub1"),
+    "BANGI_URL_PARAM": ("url_param", "clickId"),
+    "BANGI_LEAD_FIELDS": ("lead_fields", None),
+    "BANGI_MAX_SUBMIT_SIZE": ("max_submit_size", 64 * 1024),
+    "BANGI_COOKIE_NAME": ("cookie_name", "bangi_journey"),
+    "BANGI_COOKIE_MAX_AGE": ("cookie_max_age", 30 * 24 * 3600),
+    "BANGI_COOKIE_DOMAIN": ("cookie_domain", None),
+    "BANGI_LINK_HOSTS": ("link_hosts", ()),
+}
+
+
+class Bangi:
+    """The Flask extension; the middleware it installs is ``app.extensions["bangi_landing"]``."""
+
+    def __init__(self, app: Flask | None = None, **options: Any) -> None:
+        self.options = options
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> BangiLanding:
+        """Wrap ``app.wsgi_app``; keyword options given to ``Bangi()`` win over config."""
+        for key, (_, default) in _OPTIONS.items():
+            app.config.setdefault(key, default)
+        settings = {option: app.config[key] for key, (option, _) in _OPTIONS.items()}
+        if not settings["secret_key"] and not os.environ.get("BANGI_SECRET_KEY"):
+            settings["secret_key"] = app.config.get("SECRET_KEY")
+        settings.update(self.options)
+        middleware = BangiLanding(app.wsgi_app, **settings)
+        app.wsgi_app = middleware  # type: ignore[method-assign]
+        app.extensions[EXTENSION_KEY] = middleware
+        app.add_template_global(click_id, "bangi_click_id")
+        app.add_template_global(hidden_field, "bangi_hidden_field")
+        return middleware
+
+
+def click_id() -> str | None:
+    """The current request's clickId (a view can also read ``request.environ``)."""
+    value = request.environ.get(ENVIRON_KEY)
+    return value if isinstance(value, str) else None
+
+
+def hidden_field() -> Markup:
+    """``<input type="hidden" name="sub1" value="...">`` for the current journey."""
+    middleware: BangiLanding = current_app.extensions[EXTENSION_KEY]
+    return Markup('<input type="hidden" name="{}" value="{}">').format(  # escapes both
+        middleware.field_name, click_id() or ""
+    )

@@ -1,0 +1,154 @@
+"""`bangi-landing demo` as a visitor meets it: the wrapped landing and the tracker, over HTTP."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import html5lib
+import pytest
+import requests
+
+T = TypeVar("T")
+SUB1 = re.compile(r'<input type="hidden" name="sub1" value="([0-9a-f-]{36})">')
+
+
+@dataclass
+class Demo:
+    landing: str
+    tracker: str
+    process: subprocess.Popen[str]
+
+    def events(self, **filters: Any) -> list[dict[str, Any]]:
+        response = requests.get(f"{self.tracker}/api/v2/events", params=filters, timeout=5)
+        response.raise_for_status()
+        events: list[dict[str, Any]] = response.json()["events"]
+        return events
+
+
+def eventually(probe: Callable[[], T], timeout: float = 10) -> T:
+    """The first truthy result of ``probe``; delivery is in the background."""
+    deadline = time.monotonic() + timeout
+    while not (result := probe()):
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting")
+        time.sleep(0.02)
+    return result
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Iterator[Demo]:
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bangi_landing",
+            "demo",
+            "--port",
+            "0",
+            "--tracker-port",
+            "0",
+            "--db",
+            str(tmp_path / "demo.sqlite3"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert process.stdout is not None
+    urls = {}
+    for _ in range(2):
+        name, url = process.stdout.readline().strip().split(": ", 1)
+        urls[name] = url.rstrip("/")
+    try:
+        yield Demo(urls["Landing"], urls["Tracker"], process)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+        process.stdout.close()
+
+
+def test_a_visitor_journey_from_click_to_postback(demo: Demo) -> None:
+    browser = requests.Session()
+
+    # The landing page: one click with the ad's parameters, a cookie, the form field.
+    page = browser.get(f"{demo.landing}/?source=facebook&ad_name=video-01", timeout=5)
+    assert page.status_code == 200
+    [click] = eventually(lambda: demo.events(type="click"))
+    click_id = click["clickId"]
+    assert click["campaignId"] == 1
+    assert click["params"]["source"] == "facebook"
+    assert click["params"]["ad_name"] == "video-01"
+    assert browser.cookies.get("bangi_journey")
+    assert SUB1.findall(page.text) == [click_id]  # the order form; the page has one
+
+    # A second page view is the same journey: no second click.
+    again = browser.get(f"{demo.landing}/?source=facebook", timeout=5)
+    assert SUB1.findall(again.text) == [click_id]
+
+    # The order: the landing's thank-you page, the lead without personal data.
+    order = browser.post(
+        f"{demo.landing}/submit?source=facebook",
+        data={"sub1": click_id, "name": "Ana Lima", "phone": "+55 11 99999 0000"},
+        timeout=5,
+    )
+    assert order.url == f"{demo.landing}/thanks"
+    [lead] = eventually(lambda: demo.events(type="lead"))
+    assert lead["clickId"] == click_id
+    assert lead["campaignId"] == 1
+    assert "Ana Lima" not in str(lead["params"])
+    assert "99999" not in str(lead["params"])
+    assert len(demo.events(type="click")) == 1
+
+    # The network got the order with sub1, and its Approve button posts back.
+    network = requests.get(f"{demo.tracker}/network", timeout=5).text
+    assert click_id in network
+    order_id = re.search(r'action="/network/orders/(\d+)/postback"', network)
+    assert order_id
+    requests.post(
+        f"{demo.tracker}/network/orders/{order_id.group(1)}/postback",
+        data={"status": "approved"},
+        timeout=5,
+    ).raise_for_status()
+    [postback] = demo.events(type="postback")
+    assert (postback["clickId"], postback["status"], postback["payout"]) == (click_id, "accept", 10)
+
+    # The report shows the journey.
+    report = requests.get(f"{demo.tracker}/journeys/{click_id}", timeout=5).text
+    for kind in ("click", "lead", "postback"):
+        assert kind in report
+
+
+def test_the_injected_page_has_the_same_dom_plus_the_field(demo: Demo) -> None:
+    from demo_site import create_app
+
+    bare = create_app().test_client().get("/?a=1").get_data(as_text=True)
+    wrapped = requests.get(f"{demo.landing}/?a=1", timeout=5).text
+    [click_id] = SUB1.findall(wrapped)
+
+    def dom(html: str) -> str:
+        tree = html5lib.parse(html, namespaceHTMLElements=False)
+        for form in tree.iter("form"):
+            for index, field in enumerate(list(form)):
+                if field.tag == "input" and field.get("name") == "sub1":
+                    assert field.get("value") == click_id
+                    # Keep the text that followed the field where it was.
+                    before = form[index - 1] if index else None
+                    tail = field.tail or ""
+                    if before is None:
+                        form.text = (form.text or "") + tail
+                    else:
+                        before.tail = (before.tail or "") + tail
+                    form.remove(field)
+        walker = html5lib.getTreeWalker("etree")
+        return html5lib.serializer.HTMLSerializer().render(walker(tree))  # type: ignore[no-any-return]
+
+    assert dom(wrapped) == dom(bare)
+    assert "sub1" not in bare

@@ -1,0 +1,139 @@
+"""The Flask extension on a real Flask app, served over HTTP, reporting to the bundled tracker."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+from flask import Blueprint, Flask, render_template_string, request
+
+from bangi_landing import BangiLanding, ConfigurationError
+from bangi_landing.flask import Bangi
+from bangi_landing.sender import BackgroundSender
+
+from .conftest import Tracker
+from .utils import live_server
+
+PAGE = """<!doctype html><title>Ring</title>
+<p id="click">{{ bangi_click_id() }}</p>
+<form id="placed" action="/order/submit" method="post">{{ bangi_hidden_field() }}\
+<input name="phone"></form>
+<form id="auto" action="/search"></form>"""
+
+order = Blueprint("order", __name__, url_prefix="/order")
+
+
+@order.post("/submit")
+def submit() -> tuple[str, int]:
+    return f"thanks {request.form.get('sub1')} {request.environ['bangi.click_id']}", 200
+
+
+def make_app(tracker: Tracker, **config: Any) -> Flask:
+    app = Flask(__name__)
+    app.config.update(
+        {
+            "SECRET_KEY": "flask-secret-key-0123456789",
+            "BANGI_TRACKER_URL": tracker.url,
+            "BANGI_CAMPAIGN_ID": 5,
+            "BANGI_SUBMIT_PATHS": ["/order/submit"],
+            **config,
+        }
+    )
+
+    @app.get("/")
+    def index() -> str:
+        return render_template_string(PAGE)
+
+    app.register_blueprint(order)
+    return app
+
+
+def flush(app: Flask) -> None:
+    sender = app.extensions["bangi_landing"].sender
+    assert isinstance(sender, BackgroundSender)
+    assert sender.flush(10)
+
+
+@pytest.fixture
+def served(tracker: Tracker) -> Iterator[tuple[Flask, str]]:
+    app = make_app(tracker)
+    Bangi(app)
+    with live_server(app) as url:
+        yield app, url
+
+
+def test_extension_wraps_the_app_and_registers_itself(served: tuple[Flask, str]) -> None:
+    app, _ = served
+    assert isinstance(app.extensions["bangi_landing"], BangiLanding)
+    assert app.wsgi_app is app.extensions["bangi_landing"]
+
+
+def test_template_helpers_and_automatic_field(served: tuple[Flask, str], tracker: Tracker) -> None:
+    app, url = served
+    html = requests.get(url + "/", timeout=5).text
+    flush(app)
+    [click] = tracker.events()
+    click_id = click["clickId"]
+    assert click["campaignId"] == 5
+    assert f'<p id="click">{click_id}</p>' in html
+    field = f'<input type="hidden" name="sub1" value="{click_id}">'
+    assert html.count(field) == 2  # one placed by the helper, one injected in the other form
+    assert f'method="post">{field}<input name="phone">' in html  # not doubled
+
+
+def test_blueprint_submit_path_reports_the_lead(
+    served: tuple[Flask, str], tracker: Tracker
+) -> None:
+    app, url = served
+    with requests.Session() as browser:
+        browser.get(url + "/", timeout=5)
+        flush(app)
+        [click] = tracker.events()
+        response = browser.post(
+            url + "/order/submit", data={"sub1": click["clickId"], "offer": "1"}, timeout=5
+        )
+    assert response.text == f"thanks {click['clickId']} {click['clickId']}"
+    flush(app)
+    [lead] = tracker.events(type="lead")
+    assert lead["clickId"] == click["clickId"]
+    assert lead["params"]["offer"] == "1"
+
+
+def test_init_app_in_a_factory(tracker: Tracker) -> None:
+    bangi = Bangi()
+    app = make_app(tracker)
+    middleware = bangi.init_app(app)
+    assert app.extensions["bangi_landing"] is middleware
+
+
+def test_config_defaults_are_set(tracker: Tracker) -> None:
+    app = make_app(tracker)
+    Bangi(app)
+    assert app.config["BANGI_FIELD_NAME"] == "sub1"
+    assert app.config["BANGI_COOKIE_MAX_AGE"] == 30 * 24 * 3600
+
+
+def test_keyword_options_win_over_config(tracker: Tracker) -> None:
+    app = make_app(tracker)
+    Bangi(app, campaign_id=9)
+    assert app.extensions["bangi_landing"].campaign_id == 9
+
+
+def test_secret_key_comes_from_the_app_when_not_configured(
+    tracker: Tracker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("BANGI_SECRET_KEY", raising=False)
+    Bangi(make_app(tracker))  # SECRET_KEY is long enough
+    with pytest.raises(ConfigurationError, match="secret_key"):
+        Bangi(make_app(tracker, SECRET_KEY="short"))
+
+
+def test_hidden_field_escapes_the_field_name(tracker: Tracker) -> None:
+    app = make_app(tracker, BANGI_FIELD_NAME='x"><script>')
+    Bangi(app)
+    with app.test_request_context("/"):
+        field = render_template_string("{{ bangi_hidden_field() }}")
+    assert "<script>" not in field
+    assert "&#34;&gt;&lt;script&gt;" in field
