@@ -26,10 +26,11 @@ import logging
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import parse_qsl
 
-from werkzeug.datastructures import Headers, ResponseCacheControl
+from werkzeug.datastructures import ResponseCacheControl
 from werkzeug.formparser import parse_form_data
 from werkzeug.http import dump_header, parse_cache_control_header, parse_options_header
 
@@ -314,13 +315,13 @@ class _Response:
 
         return rewriting_write
 
-    def _decide(self, status: str, header_list: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    def _decide(self, status: str, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
         middleware, journey, environ = self.middleware, self.journey, self.environ
         code = int(status[:3])
-        headers = Headers(header_list)
-        mimetype, options = parse_options_header(headers.get("Content-Type", ""))
+        found = _find_headers(headers)
+        mimetype, charset = _content_type(found.get("content-type", ""))
         method = environ.get("REQUEST_METHOD", "GET")
-        is_html = mimetype in HTML_TYPES and not _is_attachment(headers)
+        is_html = mimetype in HTML_TYPES and not _is_attachment(found.get("content-disposition"))
 
         if journey.is_submit and code < 400:
             self.events.append(middleware._lead(journey))
@@ -334,24 +335,38 @@ class _Response:
             and is_html
             and method != "HEAD"
             and code not in (204, 304)
-            and headers.get("Content-Encoding", "identity").lower() == "identity"
-            and _ascii_compatible(options.get("charset", "utf-8"))
+            and found.get("content-encoding", "identity").lower() == "identity"
+            and _ascii_compatible(charset)
         )
-        if set_cookie:
-            secure = environ.get("wsgi.url_scheme") == "https"
-            headers.add("Set-Cookie", middleware.cookie.header(journey.click_id, secure=secure))
+        if not (set_cookie or rewrite):
+            return headers
         if rewrite:
             self.rewriter = HtmlRewriter(
                 journey.click_id, field_name=middleware.field_name, link_hosts=middleware.link_hosts
             )
-            headers.remove("Content-Length")  # the body grows by the fields
-            etag = headers.get("ETag")
-            if etag and not etag.startswith("W/"):
-                headers["ETag"] = "W/" + etag  # same meaning, different bytes
-            _vary_on_cookie(headers)
-        if set_cookie or rewrite:
-            _private(headers)  # one visitor's clickId must never reach another from a cache
-        return headers.to_wsgi_list()
+        changed = []
+        vary = cache_control = ""
+        for name, value in headers:
+            lower = name.lower()
+            if lower == "cache-control":  # repeated headers combine, as if comma-joined
+                cache_control = f"{cache_control}, {value}" if cache_control else value
+            elif rewrite and lower == "vary":
+                vary = f"{vary}, {value}" if vary else value
+            elif rewrite and lower == "content-length":
+                pass  # the body grows by the fields
+            elif rewrite and lower == "etag" and not value.startswith("W/"):
+                changed.append((name, "W/" + value))  # same meaning, different bytes
+            else:
+                changed.append((name, value))
+        if rewrite:
+            changed.append(("Vary", _vary_on_cookie(vary)))
+        # One visitor's clickId must never reach another from a shared cache.
+        changed.append(("Cache-Control", _private(cache_control)))
+        if set_cookie:
+            secure = environ.get("wsgi.url_scheme") == "https"
+            cookie = middleware.cookie.header(journey.click_id, secure=secure)
+            changed.append(("Set-Cookie", cookie))
+        return changed
 
 
 class _RewrittenBody:
@@ -451,39 +466,55 @@ def _parse_fields(environ: WSGIEnvironment, body: bytes) -> dict[str, Any] | Non
     return None
 
 
-def _is_attachment(headers: Headers) -> bool:
-    disposition, _ = parse_options_header(headers.get("Content-Disposition", ""))
-    return disposition == "attachment"
+_WATCHED = frozenset({"content-type", "content-encoding", "content-disposition"})
 
 
-_ASCII_COMPATIBLE: dict[str, bool] = {}
+def _find_headers(headers: list[tuple[str, str]]) -> dict[str, str]:
+    """The few response headers the decisions need, by lowercase name, in one pass."""
+    found = {}
+    for name, value in headers:
+        lower = name.lower()
+        if lower in _WATCHED:
+            found[lower] = value
+    return found
 
 
+@lru_cache(maxsize=256)
+def _content_type(value: str) -> tuple[str, str]:
+    mimetype, options = parse_options_header(value)
+    return mimetype, options.get("charset", "utf-8")
+
+
+@lru_cache(maxsize=256)
+def _is_attachment(value: str | None) -> bool:
+    return bool(value) and parse_options_header(value)[0] == "attachment"
+
+
+@lru_cache(maxsize=64)
 def _ascii_compatible(charset: str) -> bool:
     """Whether markup bytes of this charset are ASCII (so the rewriter can read them)."""
-    known = _ASCII_COMPATIBLE.get(charset)
-    if known is None:
-        try:
-            known = "<form>".encode(codecs.lookup(charset).name) == b"<form>"
-        except (LookupError, UnicodeError):
-            known = False
-        if len(_ASCII_COMPATIBLE) < 64:  # the header is the app's, but keep the cache bounded
-            _ASCII_COMPATIBLE[charset] = known
-    return known
+    try:
+        return "<form>".encode(codecs.lookup(charset).name) == b"<form>"
+    except (LookupError, UnicodeError):
+        return False
 
 
-def _vary_on_cookie(headers: Headers) -> None:
-    vary = [v.strip() for v in headers.get("Vary", "").split(",") if v.strip()]
-    if "*" not in vary and not any(v.lower() == "cookie" for v in vary):
-        headers["Vary"] = dump_header([*vary, "Cookie"])
+@lru_cache(maxsize=256)
+def _vary_on_cookie(vary: str) -> str:
+    names = [name.strip() for name in vary.split(",") if name.strip()]
+    if "*" in names or any(name.lower() == "cookie" for name in names):
+        return vary
+    return dump_header([*names, "Cookie"])
 
 
-def _private(headers: Headers) -> None:
-    cache_control = parse_cache_control_header(
-        headers.get("Cache-Control"), cls=ResponseCacheControl
-    )
+@lru_cache(maxsize=256)
+def _private(value: str) -> str:
+    """``Cache-Control`` that keeps the response out of shared caches, its other rules kept."""
+    if not value:
+        return "private"
+    cache_control = parse_cache_control_header(value, cls=ResponseCacheControl)
     cache_control.public = False
     cache_control.s_maxage = None
     if not cache_control.no_store:
         cache_control.private = True
-    headers["Cache-Control"] = cache_control.to_header()
+    return cache_control.to_header()

@@ -15,7 +15,7 @@ import queue
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from .destinations import DeliveryError
@@ -47,6 +47,32 @@ class Stats:
             return dict(self._counts)
 
 
+class ThrottledLog:
+    """Logs the first failure at once, then at most one line per ``interval`` with a count.
+
+    A tracker that is down fails every event; one line per event would bury
+    everything else in the log.
+    """
+
+    def __init__(self, interval: float = 60.0, clock: Callable[[], float] = time.monotonic):
+        self.interval = interval
+        self.clock = clock
+        self._next = 0.0
+        self._suppressed = 0
+
+    def warning(self, message: str, *args: object) -> None:
+        now = self.clock()
+        if now < self._next:
+            self._suppressed += 1
+            return
+        if self._suppressed:
+            message += " (%d more failures in the last %d s)"
+            args = (*args, self._suppressed, int(self.interval))
+        logger.warning(message, *args)
+        self._next = now + self.interval
+        self._suppressed = 0
+
+
 class BackgroundSender:
     """Delivers events to every destination from a background thread.
 
@@ -59,6 +85,7 @@ class BackgroundSender:
         self.destinations = tuple(destinations)
         self.queue_size = queue_size
         self.stats = Stats()
+        self.failure_log = ThrottledLog()
         self._start_fresh()
         ref = weakref.ref(self)
         # The child of a fork has no worker thread and may hold copies of locks
@@ -125,7 +152,7 @@ class BackgroundSender:
                 destination.deliver(event)
             except DeliveryError as error:
                 self.stats.add("failed")
-                logger.warning(
+                self.failure_log.warning(
                     "bangi-landing: %s %s event %s failed: %s",
                     destination.name,
                     event.kind,

@@ -65,6 +65,12 @@ def _respond(request: Request) -> Response:
         response.headers["Cache-Control"] = "public, max-age=600, s-maxage=600"
         response.headers["Vary"] = "Accept-Encoding"
         response.headers["ETag"] = '"abc"'
+    elif path == "/repeated":
+        response = Response(PAGE, content_type="text/html")
+        response.headers.add("Cache-Control", "public")
+        response.headers.add("Cache-Control", "max-age=60")
+        response.headers.add("Vary", "Accept-Encoding")
+        response.headers.add("Vary", "Accept-Language")
     elif path == "/links":
         response = Response(
             '<a href="https://shop.example/buy?x=1">buy</a><a href="https://other.example/">o</a>',

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import requests
-from itsdangerous import TimestampSigner, URLSafeTimedSerializer
+from itsdangerous import TimestampSigner
 
 from bangi_landing import BangiLanding, ConfigurationError
 from bangi_landing.click_id import JourneyCookie
@@ -132,25 +132,45 @@ def test_invalid_click_id_in_the_url_starts_a_new_journey(landing: Landing) -> N
     assert "clickId" not in click["params"]
 
 
+def signed(click_id: str, *, secret: str = SECRET, age: int = 0) -> str:
+    """A journey cookie value as the middleware makes it, ``age`` seconds old."""
+
+    class Aged(TimestampSigner):
+        def get_timestamp(self) -> int:
+            return super().get_timestamp() - age
+
+    return Aged(secret, salt=JourneyCookie.SALT).sign(click_id).decode()
+
+
+def test_valid_cookie_continues_the_journey(landing: Landing) -> None:
+    click_id = str(uuid.uuid4())
+    landing.browser.cookies.set("bangi_journey", signed(click_id, age=29 * 24 * 3600))
+    assert form_click_ids(landing.get().text) == [click_id, click_id]
+    assert landing.events() == []
+
+
 def test_forged_cookie_is_ignored(landing: Landing) -> None:
-    forged = URLSafeTimedSerializer("another-secret-0123456789", salt=JourneyCookie.SALT)
-    landing.browser.cookies.set("bangi_journey", forged.dumps({"c": str(uuid.uuid4())}))
+    click_id = str(uuid.uuid4())
+    landing.browser.cookies.set("bangi_journey", signed(click_id, secret="another-secret-123456"))
     landing.get()
     [click] = landing.events()
-    assert click["clickId"] != forged.loads(forged.dumps({"c": "x"}))["c"]
+    assert click["clickId"] != click_id
+
+
+def test_tampered_cookie_is_ignored(landing: Landing) -> None:
+    click_id, other = str(uuid.uuid4()), str(uuid.uuid4())
+    landing.browser.cookies.set("bangi_journey", signed(click_id).replace(click_id, other))
+    landing.get()
+    [click] = landing.events()
+    assert click["clickId"] not in (click_id, other)
 
 
 def test_expired_cookie_is_ignored(landing: Landing) -> None:
-    class LongAgo(TimestampSigner):
-        def get_timestamp(self) -> int:
-            return super().get_timestamp() - 31 * 24 * 3600
-
-    old = URLSafeTimedSerializer(SECRET, salt=JourneyCookie.SALT, signer=LongAgo)
-    old_click_id = str(uuid.uuid4())
-    landing.browser.cookies.set("bangi_journey", old.dumps({"c": old_click_id}))
+    click_id = str(uuid.uuid4())
+    landing.browser.cookies.set("bangi_journey", signed(click_id, age=31 * 24 * 3600))
     landing.get()
     [click] = landing.events()
-    assert click["clickId"] != old_click_id
+    assert click["clickId"] != click_id
 
 
 @pytest.mark.parametrize("cookie", ["x" * 5000, "garbage", "a.b.c", '"quoted"', ""])
@@ -198,6 +218,12 @@ def test_rewritten_page_is_private_and_varies_on_cookie(landing: Landing) -> Non
     assert response.headers["Vary"] == "Accept-Encoding, Cookie"
     assert response.headers["ETag"] == 'W/"abc"'
     assert form_click_ids(response.text)
+
+
+def test_repeated_cache_headers_are_combined(landing: Landing) -> None:
+    response = landing.get("/repeated")
+    assert response.headers["Cache-Control"] == "max-age=60, private"
+    assert response.headers["Vary"] == "Accept-Encoding, Accept-Language, Cookie"
 
 
 def test_compressed_html_is_a_page_view_but_is_not_touched(landing: Landing) -> None:

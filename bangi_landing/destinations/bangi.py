@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from urllib.parse import urljoin
 
 from ..events import Event
@@ -27,4 +28,10 @@ class BangiTracker(HttpDestination):
         self.url = url.rstrip("/") + "/"
 
     def deliver(self, event: Event) -> None:
-        self.request("POST", urljoin(self.url, _PATHS[event.kind]), json=event.payload())
+        body = json.dumps(event.payload(), separators=(",", ":")).encode()
+        self.request(
+            "POST",
+            urljoin(self.url, _PATHS[event.kind]),
+            body=body,
+            content_type="application/json",
+        )

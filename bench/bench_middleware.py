@@ -1,0 +1,138 @@
+"""The request-path cost of BangiLanding on the demo landing, and pages with a slow tracker.
+
+    python bench/bench_middleware.py
+
+1. Wrapped ÷ bare time per request for the demo landing page, in-process,
+   alternating batches in one run: a returning visitor (valid cookie) and a new
+   visitor (a click is reported to a fast loopback sink in the background).
+2. p99 page latency with a tracker that answers after 2 s, and one that never
+   answers, ÷ p99 with an instant tracker.
+"""
+
+from __future__ import annotations
+
+import io
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent.parent))
+
+from werkzeug.test import create_environ
+
+from bangi_landing import BangiLanding
+from bangi_landing.sender import BackgroundSender
+from bench._common import alternate, silent_tracker, sink
+from demo_site import create_app
+
+SECRET = "bench-secret-key-0123456789"
+
+
+def make_caller(app, environ_template):  # type: ignore[no-untyped-def]
+    def start_response(status, headers, exc_info=None):  # type: ignore[no-untyped-def]
+        return None
+
+    def call() -> None:
+        environ = dict(environ_template)
+        environ["wsgi.input"] = io.BytesIO()
+        body = app(environ, start_response)
+        for _ in body:
+            pass
+        close = getattr(body, "close", None)
+        if close:
+            close()
+
+    return call
+
+
+class HoldingSender:
+    """Takes events like the background sender's queue does, and holds them."""
+
+    def __init__(self) -> None:
+        self.events: list[object] = []
+
+    def submit(self, event: object) -> bool:
+        self.events.append(event)
+        return True
+
+
+def wrapped_app(tracker_url: str, sender=None):  # type: ignore[no-untyped-def]
+    landing = create_app(secret_key=SECRET)
+    middleware = BangiLanding(
+        landing.wsgi_app, tracker_url=tracker_url, campaign_id=1, secret_key=SECRET, sender=sender
+    )
+    return landing, middleware
+
+
+def compare(middleware: BangiLanding, title: str) -> None:
+    bare = create_app(secret_key=SECRET)
+    cookie = middleware.cookie.header("8f1b5c6e-7a3d-4d20-a7f1-12a2b8f7a9c1", secure=False)
+    new = create_environ("/?source=facebook&ad_name=video-01")
+    returning = {**new, "HTTP_COOKIE": cookie.split(";", 1)[0]}
+    runs = {
+        "bare, new": make_caller(bare.wsgi_app, new),
+        "wrapped, new": make_caller(middleware, new),
+        "bare, returning": make_caller(bare.wsgi_app, returning),
+        "wrapped, returning": make_caller(middleware, returning),
+    }
+    for run in runs.values():  # warm up
+        for _ in range(50):
+            run()
+    times = alternate(runs, batch=100, rounds=30)
+    print(title)
+    for name, seconds in times.items():
+        print(f"  {name:20s} {seconds * 1e6:8.1f} µs/request")
+    for visitor, target in (("returning", 1.10), ("new", 1.15)):
+        ratio = times[f"wrapped, {visitor}"] / times[f"bare, {visitor}"]
+        print(f"  {visitor} visitor: wrapped ÷ bare = {ratio:.3f}  (target ≤ {target})")
+
+
+def ratio_bench() -> None:
+    _, held = wrapped_app("http://127.0.0.1:9", HoldingSender())
+    compare(held, "A. Request path (events handed over, delivered later), demo page, in-process:")
+    with sink() as tracker_url:
+        _, delivering = wrapped_app(tracker_url)
+        compare(delivering, "B. With delivery to a tracker process, from the same process:")
+        sender = delivering.sender
+        assert isinstance(sender, BackgroundSender)
+        sender.flush(60)
+        print(f"  events: {sender.stats.snapshot()}")
+
+
+def page_latencies(app, environ, n: int) -> list[float]:  # type: ignore[no-untyped-def]
+    call = make_caller(app, environ)
+    latencies = []
+    for _ in range(n):
+        start = time.perf_counter()
+        call()
+        latencies.append(time.perf_counter() - start)
+    return latencies
+
+
+def p99(app, environ, n: int) -> float:  # type: ignore[no-untyped-def]
+    return statistics.quantiles(page_latencies(app, environ, n), n=100)[98]
+
+
+def slow_tracker_bench() -> None:
+    n = 3000
+    environ = create_environ("/?source=facebook")  # every request is a new visitor: a click
+    with sink() as instant, sink(delay=2.0) as slow, silent_tracker() as silent:
+        trackers = {"instant": instant, "answers after 2 s": slow, "never answers": silent}
+        apps = {name: wrapped_app(url)[1] for name, url in trackers.items()}
+        latencies: dict[str, list[float]] = {name: [] for name in apps}
+        for app in apps.values():
+            p99(app, environ, 200)  # warm up
+        for _ in range(n // 100):  # alternate in batches so drift hits all three alike
+            for name, app in apps.items():
+                latencies[name].extend(page_latencies(app, environ, 100))
+    results = {name: statistics.quantiles(values, n=100)[98] for name, values in latencies.items()}
+    print(f"p99 page latency over {n} new-visitor page views each, alternating:")
+    for name, seconds in results.items():
+        ratio = seconds / results["instant"]
+        print(f"  {name:18s} {seconds * 1e6:8.1f} µs   ÷ instant = {ratio:.3f}  (target ≤ 1.05)")
+
+
+if __name__ == "__main__":
+    ratio_bench()
+    slow_tracker_bench()
