@@ -5,21 +5,39 @@ ASCII-compatible charset the app used.  It must add the click id without
 decoding the page (the charset may be unknown or wrong), without buffering
 whole responses (pages can be large, and streaming apps must keep streaming)
 and without costing noticeable CPU.  So this is not a parser: it is a small
-HTML *tokenizer* that only understands what decides where a ``<form>`` or
-``<a>`` start tag can really occur (quoted attribute values, comments, CDATA,
-and the raw-text elements such as ``<script>``), modelled on the WHATWG
-tokenizer states so that what we rewrite is what a browser would see.
+HTML *tokenizer* that only understands what decides whether a ``<form>`` or
+``<a>`` tag is real markup: quoted attribute values, comments, CDATA and the
+raw-text elements such as ``<script>``, following the WHATWG tokenizer states.
 
-Speed comes from letting one compiled regular expression skip everything that
-is not interesting (text, ordinary tags with their attributes, end tags,
-doctypes) inside the C regex engine; Python code runs only at the few places
-that matter.  A construct cut by a chunk boundary is finished by an explicit,
-resumable state machine, so no byte is scanned twice however small the chunks
-are and the work stays linear in the size of the page.
+Speed.  Touching every tag, even inside the C regex engine, costs about four
+times the time budget, so the scanner never does.  One compiled regex, run on
+a lower-cased copy of the chunk, jumps straight to the few *candidates*
+(``<form``, ``</form``, ``<script`` and the other raw-text elements, ``<!--``,
+``<![CDATA[``, and ``<input`` inside a held form); tracker links are found
+with ``bytes.find`` on the host names.  Whether a candidate is real is then
+decided by looking back a little, which is exact thanks to two facts:
+
+* A bogus comment (``<!x``, ``<?x``, ``</3``, a doctype) ends at the first
+  ">", so only one opened after the last ">" can still be open.
+* A ``<`` in an *unquoted* part of a tag ends ("abandons") the tag there.
+  Browsers would make it part of an attribute name or value instead; that
+  only differs on broken markup such as ``<div class=x<form>``, and it means
+  that any other "<" is a real token start unless it sits inside a quoted
+  attribute value.  The opening quote of such a value is the last quote of
+  its kind before the "<" and follows "=" (plus optional whitespace).  When
+  no quote before the candidate looks like that (nearly always), it is real;
+  when one does, the bytes since the last known data position are tokenized
+  exactly by a full-grammar regex (rare, and still linear).
+
+A construct cut by a chunk boundary is finished by a resumable state machine,
+so no byte is scanned twice however small the chunks are: the cost is linear
+in the size of the page.  Every decision depends on the bytes only, never on
+where the chunks were cut, so the output does not depend on the chunking.
 """
 
 from __future__ import annotations
 
+import contextlib
 import html
 import re
 from collections.abc import Callable, Collection
@@ -33,46 +51,98 @@ __all__ = ["HtmlRewriter"]
 # Tokenizer grammar (bytes).  HTML whitespace is TAB, LF, FF, CR and SPACE.
 # --------------------------------------------------------------------------
 
-_WS = rb"\t\n\f\r "
-
-# The attribute part of a tag, exactly as the WHATWG tokenizer splits it: a
-# quote only opens a value right after "=", names may contain quotes and may
-# start with "=", an unquoted value ends at whitespace or ">".  Possessive
-# quantifiers keep the engine from backtracking (no catastrophic cases), and
-# because the grammar is unambiguous they never lose a valid parse.  Followed
-# by ">", it fails exactly when the tag is incomplete (at the end of the data
-# or inside a value whose closing quote has not arrived yet).
+# The attribute part of a tag as the WHATWG tokenizer splits it (a quote only
+# opens a value right after "=", names may contain quotes and start with "=",
+# an unquoted value ends at whitespace or ">"), plus the abandon rule: a "<"
+# outside quotes ends the tag.  Possessive quantifiers mean no backtracking,
+# and since the grammar is unambiguous they never lose a valid parse.  With
+# _TAG_END after it, it fails exactly when the tag is incomplete: the data
+# ends, or a quoted value has not been closed yet.
 _ATTRS = (
     rb"(?:[\t\n\f\r /]++"
-    rb"|[^\t\n\f\r />][^\t\n\f\r />=]*+"
+    rb"|[^\t\n\f\r /><][^\t\n\f\r /><=]*+"
     rb"(?:[\t\n\f\r ]*+=[\t\n\f\r ]*+"
-    rb"(?:\"[^\"]*+\"|'[^']*+'|[^\t\n\f\r >\"'][^\t\n\f\r >]*+|(?=>))"
+    rb"(?:\"[^\"]*+\"|'[^']*+'|[^\t\n\f\r >\"'<][^\t\n\f\r ><]*+|(?=[><]))"
     rb"|(?![\t\n\f\r ]*+=)))*+"
+)
+_TAG_END = rb"(?:(>)|(?=<))"  # group 1 is None when the tag was abandoned
+_TAG_REST_RE = re.compile(_ATTRS + _TAG_END)
+
+# Everything up to a position, tokenized exactly (used with endpos when the
+# fast check is not sure): text, tags, end tags and bogus comments.  Comments
+# and CDATA never occur there (they are candidates, handled before).
+_TOKENS_RE = re.compile(
+    rb"(?:[^<]++"
+    rb"|<(?=[^a-zA-Z!/?])"
+    rb"|</?[a-zA-Z][^\t\n\f\r /><]*+" + _ATTRS + rb"(?:>|(?=<))"
+    rb"|</>"
+    rb"|<(?:!(?!--|\[CDATA\[)|\?|/(?=[^a-zA-Z>]))[^>]*+>"
+    rb")*+"
 )
 
 # One attribute of a complete tag; group 1 is the name, group 2 the raw value
-# (with its quotes), absent for a bare attribute.
+# (with its quotes), None for a bare attribute.
 _ATTR_RE = re.compile(
-    rb"[\t\n\f\r /]*+([^\t\n\f\r />][^\t\n\f\r />=]*+)"
+    rb"[\t\n\f\r /]*+([^\t\n\f\r /><][^\t\n\f\r /><=]*+)"
     rb"(?:[\t\n\f\r ]*+=[\t\n\f\r ]*+"
-    rb"(\"[^\"]*+\"|'[^']*+'|[^\t\n\f\r >\"'][^\t\n\f\r >]*+|(?=>)))?"
+    rb"(\"[^\"]*+\"|'[^']*+'|[^\t\n\f\r >\"'<][^\t\n\f\r ><]*+|(?=[><])))?"
 )
 
-_TAGNAME_RE = re.compile(rb"[^\t\n\f\r />]*+")
+_TAGNAME_RE = re.compile(rb"[^\t\n\f\r /><]*+")
 _COMMENT_END_RE = re.compile(rb"--!?>")
+# "<!", "<?" and "</" not followed by a letter open a bogus comment (a
+# doctype is one too, for our purposes): it ends at the first ">", period.
+_BOGUS_OPEN_RE = re.compile(rb"<(?:!|\?|/(?![a-zA-Z>]))")
 
-# Elements whose content is not markup: a "<form>" inside them is text.
-# script has its own (escaped) states; plaintext never ends.
+# Elements whose content is not markup, so a "<form>" in them is text.
+# script has its own escaped states; plaintext never ends.
 _RAWTEXT_NAMES = (b"style", b"textarea", b"title", b"xmp", b"iframe", b"noembed", b"noframes")
-_SCRIPT_NAME = b"script"
-_PLAINTEXT_NAME = b"plaintext"
-# The longest name we react to; a longer partial name cannot be interesting,
-# which bounds what we keep while waiting for the rest of a tag name.
+# A longer partial tag name cannot be one we react to; this bounds what waits
+# for the next chunk.
 _MAX_NAME = 9
-# Longest tag we keep in memory to rewrite (an <a>) or inspect (an <input>).
+# Longest tag kept in memory to rewrite (an <a>) or inspect (an <input>).
 _MAX_TAG = 65536
 
-# Modes of the tokenizer.
+_DELIM = rb"(?=[\t\n\f\r /><])"
+
+
+def _candidates_re(with_input: bool) -> re.Pattern[bytes]:
+    """Finds, in the lower-cased buffer, every place where something may happen.
+
+    Alternatives are grouped by their first letter: the regex engine then
+    rejects most "<" after a single comparison, which is what makes the scan
+    fast (a flat alternation or IGNORECASE is two to three times slower).
+    """
+    names = [b"form", b"/form", b"script", *_RAWTEXT_NAMES, b"plaintext"]
+    if with_input:
+        names.append(b"input")
+    groups: dict[bytes, list[bytes]] = {}
+    for name in names:
+        groups.setdefault(name[:1], []).append(re.escape(name[1:]) + _DELIM)
+    alts = [re.escape(first) + b"(?:" + b"|".join(rest) + b")" for first, rest in groups.items()]
+    alts.append(rb"!(?:--|\[cdata\[)")
+    return re.compile(b"<(?:" + b"|".join(alts) + b")")
+
+
+_CANDIDATES_FREE = _candidates_re(False)
+_CANDIDATES_HOLD = _candidates_re(True)
+
+
+@cache
+def _end_tag_re(name: bytes) -> re.Pattern[bytes]:
+    """Finds the end tag that closes a raw-text element (case-insensitive)."""
+    return re.compile(rb"</(?i:" + re.escape(name) + rb")[\t\n\f\r />]")
+
+
+# Script data: "<!--" enters the escaped state, where "<script" enters the
+# double-escaped one, where "</script" only goes back to escaped.  "-->"
+# returns to plain script data from both.  Only "</script" in the plain or
+# escaped state ends the element.
+_SCRIPT_RE = re.compile(rb"(<!--)|</(?i:script)[\t\n\f\r />]")
+_SCRIPT_ESC_RE = re.compile(rb"(-->)|(</(?i:script)[\t\n\f\r />])|<(?i:script)[\t\n\f\r />]")
+_SCRIPT_DESC_RE = re.compile(rb"(-->)|</(?i:script)[\t\n\f\r />]")
+
+# Tokenizer modes.
 _DATA = 0
 _TAG = 1
 _COMMENT = 2
@@ -84,10 +154,10 @@ _SCRIPT_ESC = 7
 _SCRIPT_DESC = 8
 _PLAINTEXT = 9
 
-# States inside a tag (WHATWG names: tag name, before attribute name,
-# attribute name, after attribute name, before attribute value, quoted and
-# unquoted values).  "After quoted value" and "self-closing start tag" act
-# exactly like "before attribute name" for finding the end, so they share it.
+# States inside a tag (WHATWG: tag name, before attribute name, attribute
+# name, after attribute name, before attribute value, double-quoted,
+# single-quoted and unquoted value).  "After quoted value" and "self-closing
+# start tag" find the end exactly like "before attribute name", so they share it.
 _T_TAGNAME = 0
 _T_BAN = 1
 _T_NAME = 2
@@ -97,17 +167,18 @@ _T_DQ = 5
 _T_SQ = 6
 _T_UNQ = 7
 
+# For each state, the run of bytes that does not change it.
 _RUNS: tuple[Callable[[bytes, int], re.Match[bytes] | None], ...] = tuple(
     re.compile(p).match
     for p in (
-        rb"[^\t\n\f\r />]*+",
+        rb"[^\t\n\f\r /><]*+",
         rb"[\t\n\f\r /]*+",
-        rb"[^\t\n\f\r />=]*+",
+        rb"[^\t\n\f\r /><=]*+",
         rb"[\t\n\f\r ]*+",
         rb"[\t\n\f\r ]*+",
         rb"[^\"]*+",
         rb"[^']*+",
-        rb"[^\t\n\f\r >]*+",
+        rb"[^\t\n\f\r ><]*+",
     )
 )
 
@@ -121,6 +192,14 @@ _K_SCRIPT = 5
 _K_RAWTEXT = 6
 _K_PLAINTEXT = 7
 
+_START_KINDS: dict[bytes, int] = {
+    b"form": _K_FORM,
+    b"script": _K_SCRIPT,
+    **dict.fromkeys(_RAWTEXT_NAMES, _K_RAWTEXT),
+    b"plaintext": _K_PLAINTEXT,
+}
+
+_LT = 0x3C
 _GT = 0x3E
 _EQ = 0x3D
 _SLASH = 0x2F
@@ -128,60 +207,120 @@ _DQUOTE = 0x22
 _SQUOTE = 0x27
 _BANG = 0x21
 _QMARK = 0x3F
+_DASH = 0x2D
+_WS_BYTES = frozenset(b"\t\n\f\r ")
+_OPENER_BYTES = frozenset(b"!/?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 
 
 def _is_alpha(c: int) -> bool:
     return 0x41 <= c <= 0x5A or 0x61 <= c <= 0x7A
 
 
-@cache
-def _main_re(links: bool, inputs: bool) -> re.Pattern[bytes]:
-    """The data-state scanner: skip the uninteresting, stop at what matters.
+def _last_opener(buf: bytes, lo: int, hi: int) -> int:
+    """Offset of the last "<" in ``buf[lo:hi]`` that can start a construct, or -1.
 
-    ``match`` consumes text, ordinary start and end tags (attributes
-    included, so a "<form>" inside a quoted value is never seen), doctypes
-    and bogus comments, then optionally one interesting construct: a complete
-    start tag we care about (group ``S``, name in ``N``), a complete
-    ``</form>`` (``E``), a comment opener (``C``) or a CDATA opener (``D``).
-    When the match ends before the data does without one of those, an
-    incomplete construct starts there.  Only four variants exist (with or
-    without ``<a>`` and ``<input>``), so they are compiled once per process.
+    A "<" as the very last byte of ``buf`` counts (its meaning is not known yet).
     """
-    names = [b"form", _SCRIPT_NAME, *_RAWTEXT_NAMES, _PLAINTEXT_NAME]
-    if links:
-        names.append(b"a")
-    if inputs:
-        names.append(b"input")
-    alt = b"|".join(names)
-    skip = (
-        rb"(?:[^<]++"
-        rb"|<(?=[^a-zA-Z!/?])"
-        rb"|<(?!(?i:" + alt + rb")[\t\n\f\r />])[a-zA-Z][^\t\n\f\r />]*+" + _ATTRS + rb">"
-        rb"|</(?!(?i:form)[\t\n\f\r />])[a-zA-Z][^\t\n\f\r />]*+" + _ATTRS + rb">"
-        rb"|</>"
-        rb"|</(?=[^a-zA-Z>])[^>]*+>"
-        rb"|<!(?!--|\[CDATA\[)[^>]*+>"
-        rb"|<\?[^>]*+>"
-        rb")*+"
-    )
-    interesting = (
-        rb"(?:(?P<S><(?P<N>(?i:" + alt + rb"))(?=[\t\n\f\r />])" + _ATTRS + rb">)"
-        rb"|(?P<E></(?i:form)(?=[\t\n\f\r />])" + _ATTRS + rb">)"
-        rb"|(?P<C><!--)"
-        rb"|(?P<D><!\[CDATA\[))?"
-    )
-    return re.compile(skip + interesting)
+    n = len(buf)
+    i = hi
+    while (i := buf.rfind(b"<", lo, i)) >= 0:
+        if i + 1 >= n or buf[i + 1] in _OPENER_BYTES:
+            return i
+    return -1
 
 
-@cache
-def _end_tag_re(name: bytes) -> re.Pattern[bytes]:
-    """Finds the end tag that closes a raw-text element (case-insensitive)."""
-    return re.compile(rb"</(?i:" + re.escape(name) + rb")[\t\n\f\r />]")
+def _may_be_quoted(buf: bytes, lo: int, x: int) -> bool:
+    """False when ``x`` is certainly not inside a quoted attribute value.
+
+    ``lo`` must be a position in the data state.  If ``x`` is inside a quoted
+    value, that value's opening quote is the last quote of its kind before
+    ``x`` and follows "=" and optional whitespace.  Usually the last quote
+    before a "<" closes the value before it, so this cheap test settles it.
+    """
+    ws = _WS_BYTES
+    for q in (buf.rfind(b'"', lo, x), buf.rfind(b"'", lo, x)):
+        j = q - 1
+        while j >= lo and buf[j] in ws:
+            j -= 1
+        if j >= lo and buf[j] == _EQ:
+            return True
+    return False
 
 
-_SCRIPT_RE = re.compile(rb"(<!--)|</(?i:script)[\t\n\f\r />]")
-_SCRIPT_ESC_RE = re.compile(rb"(-->)|(</(?i:script)[\t\n\f\r />])|<(?i:script)[\t\n\f\r />]")
-_SCRIPT_DESC_RE = re.compile(rb"(-->)|</(?i:script)[\t\n\f\r />]")
+def _open_bogus(buf: bytes, lo: int, x: int) -> int:
+    """Offset of a bogus comment that is still open at ``x``, or -1.
+
+    A bogus comment ends at the first ">", so only one opened after the last
+    ">" before ``x`` can still be open, and then the first such opener is it
+    (unless it sits inside a quoted value: the caller checks that).
+    """
+    m = _BOGUS_OPEN_RE.search(buf, max(lo, buf.rfind(b">", lo, x) + 1), x)
+    return -1 if m is None else m.start()
+
+
+def _tag_around(buf: bytes, o: int, x: int) -> int:
+    """``o`` if the real construct opened at ``o`` is still open at ``x``, else -1.
+
+    No bogus comment is open at ``x`` (the caller checked), so a bogus opener
+    at ``o`` is closed.
+    """
+    n = len(buf)
+    if o + 1 >= n:
+        return o  # a lone "<" at the very end
+    c = buf[o + 1]
+    if _is_alpha(c):
+        start = o + 1
+    elif c == _SLASH:
+        if o + 2 >= n:
+            return o  # "</" at the very end
+        if not _is_alpha(buf[o + 2]):
+            return -1  # "</>" or a closed bogus comment
+        start = o + 2
+    else:
+        return -1
+    tn = _TAGNAME_RE.match(buf, start)
+    assert tn is not None
+    if tn.end() >= n:
+        return o
+    rm = _TAG_REST_RE.match(buf, tn.end())
+    return o if rm is None or rm.end() > x else -1
+
+
+def _container(buf: bytes, lo: int, x: int, any_byte: bool) -> int:
+    """Offset of the construct (tag or bogus comment) that ``x`` is inside, or -1.
+
+    ``lo`` is a position in the data state with no comment, CDATA or raw-text
+    element between it and ``x``.  A bogus comment still open at ``x`` is the
+    one opened after the last ">".  Otherwise only the last "<" that opens
+    something can still be open at ``x``, and it is real unless it sits in a
+    quoted value or a bogus comment itself, which cheap checks rule out.  With
+    ``any_byte`` false, ``x`` is a "<", which would end (abandon) any tag it is
+    not quoted in, so when no quote can be open there is nothing to look at.
+    When a check is not sure, the bytes are tokenized exactly instead.
+    """
+    b = _open_bogus(buf, lo, x)
+    if b >= 0:
+        if not _may_be_quoted(buf, lo, b):
+            return b
+    elif not any_byte and not _may_be_quoted(buf, lo, x):
+        return -1
+    else:
+        o = _last_opener(buf, lo, x)
+        if o < 0:
+            return -1
+        if not _may_be_quoted(buf, lo, o):
+            b = _open_bogus(buf, lo, o)
+            if b < 0:
+                return _tag_around(buf, o, x)
+            if not _may_be_quoted(buf, lo, b):
+                # o is inside a bogus comment, which ends at the first ">".
+                end = buf.find(b">", o)
+                return b if end < 0 or end >= x else -1
+    tm = _TOKENS_RE.match(buf, lo, x)
+    assert tm is not None
+    p = tm.end()
+    return -1 if p >= x else p
+
 
 # --------------------------------------------------------------------------
 # Attribute values and URLs
@@ -189,6 +328,12 @@ _SCRIPT_DESC_RE = re.compile(rb"(-->)|</(?i:script)[\t\n\f\r />]")
 
 _CHARREF_RE = re.compile(r"&(#[0-9]+;?|#[xX][0-9a-fA-F]+;?|[^\t\n\f <&#;]{1,32};?)")
 _NON_ASCII_RE = re.compile("[^\x00-\x7f\udc80-\udcff]")
+# Scheme and a plain authority (host and port only), the shape of nearly every
+# link; anything else goes through urllib.parse.urlsplit.
+_AUTHORITY_RE = re.compile(
+    r"(?:[hH][tT][tT][pP][sS]?:)?//([0-9A-Za-z.:_~!$&'()*+,;=-]*)(?=[/?#]|\Z)"
+)
+_TAB_NL_RE = re.compile("[\t\n\r]")
 _URL_STRIP = "".join(chr(i) for i in range(0x21))
 
 
@@ -196,7 +341,7 @@ def _charref(m: re.Match[str]) -> str:
     # html.unescape, except for the attribute-value rule of the HTML standard:
     # a named reference without ";" followed by "=" or an alphanumeric stays
     # literal ("?a=1&copy=2" keeps its "&copy").  Plain unescape would turn a
-    # perfectly working query parameter into "(c)=2" and break the link.
+    # working query parameter into "(c)=2" and break the link.
     ref = m.group(1)
     if ref[0] == "#":
         return html.unescape(m.group(0))
@@ -204,7 +349,8 @@ def _charref(m: re.Match[str]) -> str:
         return _HTML5_ENTITIES[ref]
     for x in range(len(ref) - 1, 1, -1):
         if ref[:x] in _HTML5_ENTITIES:
-            if ref[x] == "=" or (ref[x].isascii() and ref[x].isalnum()):
+            nxt = ref[x]
+            if nxt == "=" or (nxt.isascii() and nxt.isalnum()):
                 return m.group(0)
             return _HTML5_ENTITIES[ref[:x]] + ref[x:]
     return m.group(0)
@@ -260,10 +406,8 @@ def _normalize_hosts(hosts: Collection[str]) -> frozenset[str]:
         if not h:
             continue
         result.add(h)
-        try:
+        with contextlib.suppress(UnicodeError):  # not a valid IDN: keep it as given
             result.add(h.encode("idna").decode("ascii"))
-        except UnicodeError:
-            pass
     return frozenset(result)
 
 
@@ -284,9 +428,15 @@ class HtmlRewriter:
     ``finish`` returns gives the same bytes however the body was chunked, and
     exactly the input when there is nothing to change.  After ``finish`` the
     object is reset and can rewrite another body.
+
+    Memory: a held form costs at most ``max_hold`` bytes plus one chunk, an
+    incomplete ``<a>`` tag at most 64 KiB (longer ones are passed through
+    unchanged); anything else still undecided at a chunk boundary is a few
+    bytes, however long the tag, comment or script it belongs to.
     """
 
     __slots__ = (
+        "_abandoned",
         "_base",
         "_comment_start",
         "_field_html",
@@ -300,8 +450,6 @@ class HtmlRewriter:
         "_keep",
         "_keep_size",
         "_keeping",
-        "_kinds_free",
-        "_kinds_hold",
         "_link_param",
         "_link_suffix",
         "_mark",
@@ -311,8 +459,6 @@ class HtmlRewriter:
         "_pending",
         "_raw_re",
         "_raw_tail",
-        "_re_free",
-        "_re_hold",
         "_sink",
         "_tkind",
         "_tname",
@@ -343,22 +489,12 @@ class HtmlRewriter:
             f' value="{html.escape(click_id)}">'
         ).encode("ascii", "xmlcharrefreplace")
         self._hosts = _normalize_hosts(link_hosts)
-        # Cheap pre-check: a tag with no "&" (no character reference) can only
-        # point to one of our hosts if it contains the host's name.
+        # A tag can only point to one of our hosts if it contains the host's
+        # name, so links are found by searching for the names themselves.
         self._host_needles = tuple(h.encode("ascii") for h in self._hosts if h.isascii())
         self._link_param = link_param
         self._link_suffix = quote(link_param, safe="") + "=" + quote(click_id, safe="")
         self._max_hold = max_hold
-        links = bool(self._hosts)
-        self._re_free = _main_re(links, False)
-        self._re_hold = _main_re(links, True)
-        kinds: dict[bytes, int] = {b"form": _K_FORM, _SCRIPT_NAME: _K_SCRIPT}
-        kinds.update(dict.fromkeys(_RAWTEXT_NAMES, _K_RAWTEXT))
-        kinds[_PLAINTEXT_NAME] = _K_PLAINTEXT
-        if links:
-            kinds[b"a"] = _K_A
-        self._kinds_free = kinds
-        self._kinds_hold = {**kinds, b"input": _K_INPUT}
         self._reset()
 
     def _reset(self) -> None:
@@ -366,6 +502,7 @@ class HtmlRewriter:
         self._tstate = _T_TAGNAME
         self._tkind = _K_OTHER
         self._tname = b""
+        self._abandoned = False
         self._comment_start = False
         self._raw_re = _SCRIPT_RE
         self._raw_tail = 0
@@ -387,8 +524,9 @@ class HtmlRewriter:
     def feed(self, chunk: bytes) -> bytes:
         """Scan the next chunk; return the bytes that can be sent now (maybe ``b""``).
 
-        Returns less than was fed only while a form is held back or when the
-        chunk ends inside a construct whose meaning depends on the next bytes.
+        Returns less than was fed only while a form is held back, while an
+        ``<a>`` tag that may need rewriting is incomplete, or when the chunk
+        ends with a few bytes whose meaning depends on the next ones.
         """
         if not chunk:
             return b""
@@ -418,52 +556,79 @@ class HtmlRewriter:
     # ------------------------------------------------------------- scanning
 
     def _run(self, buf: bytes, final: bool) -> None:
-        """Scan ``buf`` from the start, handing scanned bytes to the sink.
+        """Scan ``buf``, handing scanned (and rewritten) bytes to the sink.
 
-        On return everything from ``stop`` on is kept as ``_pending`` for the
-        next call; it is never more than a handful of bytes (a partial
-        "<!--", end tag or tag name), so rescanning it costs nothing.
+        Whatever cannot be decided yet is kept in ``_pending`` for the next
+        call: a partial "<!--", end tag or tag name, never more than a few
+        bytes, so scanning it again costs nothing.
         """
         n = len(buf)
         pos = 0
         stop = n
         self._mark = 0
+        low = b""
+        host_next: list[int] = []  # per host name: next offset, -1 none, -2 not searched
+        host = -1
+        # The last candidate search, reused while still ahead (a link rewrite
+        # or a skipped tag must not make us scan the same bytes again).
+        m: re.Match[bytes] | None = None
+        m_for = -1  # 0/1: the holding state it was searched with; -1: none yet
         while True:
             mode = self._mode
             if mode == _DATA:
-                m = (self._re_hold if self._holding else self._re_free).match(buf, pos)
-                assert m is not None  # the pattern can match the empty string
-                group = m.lastgroup
-                if group is None:
-                    pos = m.end()
-                    if pos >= n:
-                        break
-                    nxt = self._open(buf, pos, final)
+                if not low:
+                    low = buf.lower()  # same offsets; lets the scan ignore case cheaply
+                    host_next = [-2] * len(self._host_needles) if self._hosts else []
+                holding = self._holding
+                if m_for != holding or (m is not None and m.start() < pos):
+                    m = (_CANDIDATES_HOLD if holding else _CANDIDATES_FREE).search(low, pos)
+                    m_for = holding
+                cand = n if m is None else m.start()
+                if host_next:
+                    if host < pos:
+                        # Next occurrence of a tracker host name (n: none).
+                        host = n
+                        for i, needle in enumerate(self._host_needles):
+                            h = host_next[i]
+                            if -1 < h < pos or h == -2:
+                                h = host_next[i] = low.find(needle, pos)
+                            if 0 <= h < host:
+                                host = h
+                    if host < cand:
+                        nxt = self._on_host(buf, low, pos, host, final)
+                        if nxt < 0:
+                            stop = -nxt - 2
+                            break
+                        pos = nxt
+                        continue
+                if m is None:
+                    nxt = self._at_end(buf, pos, final)
                     if nxt < 0:
-                        stop = pos
+                        if nxt < -1:
+                            stop = -nxt - 2
                         break
                     pos = nxt
                     continue
-                start = m.start(group)
-                pos = m.end()
-                if group == "S":
-                    name = m.group("N").lower()
-                    kinds = self._kinds_hold if self._holding else self._kinds_free
-                    self._on_tag(buf, kinds[name], name, start, pos)
-                elif group == "E":
-                    self._on_form_end(buf, pos)
-                elif group == "C":
-                    self._mode = _COMMENT
-                    self._comment_start = True
-                else:
-                    self._mode = _CDATA
+                p = _container(buf, pos, cand, False)
+                if p >= 0:
+                    # Not real: the candidate is inside the construct starting at p.
+                    nxt = self._open(buf, p, final)
+                    if nxt < 0:
+                        stop = p
+                        break
+                    pos = nxt
+                    continue
+                pos = self._on_candidate(buf, low, cand, m.end(), final)
+                if pos < 0:
+                    stop = cand
+                    break
             elif mode == _TAG:
                 end = self._scan_tag(buf, pos)
                 if end < 0:
                     break
                 pos = end
                 self._mode = _DATA
-                self._on_tag(buf, self._tkind, self._tname, -1, end)
+                self._on_tag(buf, self._tkind, self._tname, -1, end, self._abandoned)
             elif mode == _COMMENT:
                 if self._comment_start:
                     # "<!-->" and "<!--->" are complete (empty) comments.
@@ -473,7 +638,7 @@ class HtmlRewriter:
                         pos += 1
                         self._mode = _DATA
                         continue
-                    if buf[pos] == 0x2D:  # "-"
+                    if buf[pos] == _DASH:
                         if pos + 1 >= n:
                             stop = n if final else pos
                             break
@@ -493,7 +658,7 @@ class HtmlRewriter:
                 if rm is None:
                     stop = n if final else max(pos, n - self._raw_tail)
                     break
-                pos = rm.start()  # the end tag itself is skipped in data mode
+                pos = rm.start()  # the end tag itself is an ordinary tag
                 self._mode = _DATA
             elif mode == _SCRIPT:
                 rm = _SCRIPT_RE.search(buf, pos)
@@ -501,8 +666,8 @@ class HtmlRewriter:
                     stop = n if final else max(pos, n - 8)
                     break
                 if rm.group(1) is not None:
-                    # "<!--" enters the escaped state; its "--" may already be
-                    # the start of the "-->" that leaves it ("<!-->").
+                    # The "--" of "<!--" may already start the "-->" that
+                    # leaves the escaped state ("<!-->").
                     pos = rm.start() + 2
                     self._mode = _SCRIPT_ESC
                 else:
@@ -556,16 +721,82 @@ class HtmlRewriter:
                 self._sink.extend(self._keep)
                 self._keep = []
                 self._keeping = False
+                self._tkind = _K_OTHER
         elif rest:
             self._sink.append(rest)
         self._mark = stop
         self._pending = buf[stop:]
         self._base += stop
-        if self._holding and self._base > self._hold_limit:
+        # Any tag still to come ends after this point, so past the limit no
+        # field can count any more: stop holding.
+        if self._holding and self._base >= self._hold_limit:
             self._release(True)
 
+    def _at_end(self, buf: bytes, pos: int, final: bool) -> int:
+        """No candidate in ``buf[pos:]``: settle the state at the end of the buffer.
+
+        Only the last construct can still be open.  Returns where to go on
+        scanning (after switching mode), -1 when the rest is plain data, or
+        ``-2 - offset`` when the bytes from ``offset`` must wait for more data.
+        """
+        o = _container(buf, pos, len(buf), True)
+        if o < 0:
+            return -1
+        nxt = self._open(buf, o, final)
+        return -2 - o if nxt < 0 else nxt
+
+    def _on_host(self, buf: bytes, low: bytes, pos: int, host: int, final: bool) -> int:
+        """A tracker host name occurs at ``host``: rewrite the ``<a>`` tag around it, if any.
+
+        Returns where to go on scanning, or ``-2 - offset`` to wait for more data.
+        """
+        # The usual case first: the host is in an <a> tag opened by the last
+        # "<" before it, which is real (not quoted, not in a bogus comment).
+        o = _last_opener(buf, pos, host)
+        if o < 0:
+            return host + 1  # in text
+        if (
+            low.startswith(b"<a", o)
+            and buf[o + 2] in b"\t\n\f\r /><"
+            and not _may_be_quoted(buf, pos, o)
+            and _open_bogus(buf, pos, o) < 0
+        ):
+            rm = _TAG_REST_RE.match(buf, o + 2)
+            if rm is not None and rm.end() > host:
+                self._on_tag(buf, _K_A, b"a", o, rm.end(), rm.group(1) is None)
+                return rm.end()
+        o = _container(buf, pos, host, True)
+        if o < 0:
+            return host + 1  # in text
+        nxt = self._open(buf, o, final)
+        return -2 - o if nxt < 0 else nxt
+
+    def _on_candidate(self, buf: bytes, low: bytes, c: int, name_end: int, final: bool) -> int:
+        """Handle the real candidate at ``c``; return where to go on, -1 to wait."""
+        key = low[c + 1 : name_end]
+        if key == b"!--":
+            self._mode = _COMMENT
+            self._comment_start = True
+            return name_end
+        if key == b"![cdata[":
+            if buf[c : c + 9] == b"<![CDATA[":
+                self._mode = _CDATA
+                return name_end
+            self._mode = _BOGUS  # CDATA is case-sensitive
+            return c + 2
+        rm = _TAG_REST_RE.match(buf, name_end)
+        if rm is None:
+            return self._open(buf, c, final)
+        end = rm.end()
+        if key == b"/form":
+            self._on_tag(buf, _K_ENDFORM, key, c, end, rm.group(1) is None)
+        else:
+            kind = _K_INPUT if key == b"input" else _START_KINDS[key]
+            self._on_tag(buf, kind, key, c, end, rm.group(1) is None)
+        return end
+
     def _open(self, buf: bytes, p: int, final: bool) -> int:
-        """Start an incomplete construct at ``buf[p] == "<"``.
+        """Start the construct at ``buf[p] == "<"`` with the resumable machinery.
 
         Returns where to continue, or -1 when the bytes so far cannot tell what
         the construct is (then they wait for the next chunk).
@@ -582,12 +813,21 @@ class HtmlRewriter:
                 return wait
             if _is_alpha(buf[q]):
                 return self._open_tag(buf, p, q, True, final)
+            if buf[q] == _GT:
+                return q + 1  # "</>" is nothing
             self._mode = _BOGUS
             return q
         if _is_alpha(c):
             return self._open_tag(buf, p, q, False, final)
         if c == _BANG:
             head = buf[p : p + 9]
+            if head.startswith(b"<!--"):
+                self._mode = _COMMENT
+                self._comment_start = True
+                return p + 4
+            if head == b"<![CDATA[":
+                self._mode = _CDATA
+                return p + 9
             if b"<!--".startswith(head) or b"<![CDATA[".startswith(head):
                 return wait
             self._mode = _BOGUS
@@ -595,7 +835,7 @@ class HtmlRewriter:
         if c == _QMARK:
             self._mode = _BOGUS
             return q
-        return q  # a "<" that is just text (the scanner already skips those)
+        return q  # a "<" that is just text
 
     def _open_tag(self, buf: bytes, p: int, name_start: int, is_end: bool, final: bool) -> int:
         n = len(buf)
@@ -611,14 +851,17 @@ class HtmlRewriter:
             name = buf[name_start:name_end].lower()
             if is_end:
                 kind = _K_ENDFORM if name == b"form" else _K_OTHER
+            elif name == b"a":
+                kind = _K_A if self._hosts else _K_OTHER
+            elif name == b"input":
+                kind = _K_INPUT if self._holding else _K_OTHER
             else:
-                kinds = self._kinds_hold if self._holding else self._kinds_free
-                kind = kinds.get(name, _K_OTHER)
+                kind = _START_KINDS.get(name, _K_OTHER)
         self._mode = _TAG
         self._tstate = _T_TAGNAME
         self._tkind = kind
         self._tname = name
-        if kind == _K_A or kind == _K_INPUT:
+        if kind in (_K_A, _K_INPUT):
             self._cut(buf, p)
             self._keeping = True
             self._keep = []
@@ -639,13 +882,18 @@ class HtmlRewriter:
                 return -1
             c = buf[i]
             pos = i + 1
+            if st in (_T_DQ, _T_SQ):  # closing quote
+                st = _T_BAN
+                continue
+            if c == _GT:
+                self._abandoned = False
+                return pos
+            if c == _LT:  # the abandon rule: "<" outside quotes ends the tag
+                self._abandoned = True
+                return i
             if st <= _T_BAN:  # tag name, before attribute name
-                if c == _GT:
-                    return pos
-                st = _T_BAN if st == _T_TAGNAME else _T_NAME
-            elif st == _T_NAME or st == _T_AAN:
-                if c == _GT:
-                    return pos
+                st = _T_BAN if st == _T_TAGNAME or c == _SLASH else _T_NAME
+            elif st in (_T_NAME, _T_AAN):
                 if c == _EQ:
                     st = _T_BAV
                 elif c == _SLASH:
@@ -653,14 +901,8 @@ class HtmlRewriter:
                 else:
                     st = _T_AAN if st == _T_NAME else _T_NAME
             elif st == _T_BAV:
-                if c == _GT:
-                    return pos
                 st = _T_DQ if c == _DQUOTE else _T_SQ if c == _SQUOTE else _T_UNQ
-            elif st == _T_UNQ:
-                if c == _GT:
-                    return pos
-                st = _T_BAN
-            else:  # closing quote
+            else:  # unquoted value ended by whitespace
                 st = _T_BAN
 
     # --------------------------------------------------------------- events
@@ -670,15 +912,19 @@ class HtmlRewriter:
             self._sink.append(buf[self._mark : upto])
             self._mark = upto
 
-    def _on_tag(self, buf: bytes, kind: int, name: bytes, start: int, end: int) -> None:
-        """A start tag (or ``</form>``) ended at ``end``.
+    def _on_tag(
+        self, buf: bytes, kind: int, name: bytes, start: int, end: int, abandoned: bool
+    ) -> None:
+        """A tag ended at ``end``.
 
         ``start`` is its offset in ``buf`` when the whole tag is there, or -1
-        when it spans chunks (then an <a>/<input> tag is in ``_keep``).
+        when it spans chunks (then an <a>/<input> tag is in ``_keep``).  An
+        abandoned tag (cut short by a "<") is left alone, except that a
+        raw-text element still starts: skipping its content is the safe side.
         """
         if kind == _K_OTHER:
             return
-        if kind == _K_A or kind == _K_INPUT:
+        if kind in (_K_A, _K_INPUT):
             if start >= 0:
                 tag = buf[start:end]
             else:
@@ -688,8 +934,10 @@ class HtmlRewriter:
                 self._keeping = False
                 self._sink.append(tag)
                 self._mark = end
+            if abandoned or len(tag) > _MAX_TAG:
+                return
             if kind == _K_A:
-                new = self._rewrite_link(tag) if len(tag) <= _MAX_TAG else None
+                new = self._rewrite_link(tag)
                 if new is not None:
                     if start >= 0:
                         self._cut(buf, start)
@@ -699,11 +947,12 @@ class HtmlRewriter:
                     self._sink.append(new)
             elif self._holding:
                 over = self._base + end > self._hold_limit
-                if over or (len(tag) <= _MAX_TAG and self._has_field(tag)):
+                if over or self._has_field(tag):
                     self._cut(buf, end)
                     self._release(over)
         elif kind == _K_FORM:
-            self._on_form_start(buf, end)
+            if not abandoned:
+                self._on_form_start(buf, end)
         elif kind == _K_ENDFORM:
             self._on_form_end(buf, end)
         elif kind == _K_SCRIPT:
@@ -748,10 +997,9 @@ class HtmlRewriter:
 
     def _rewrite_link(self, tag: bytes) -> bytes | None:
         """The ``<a>`` tag with the click id added to its href, or None to keep it."""
-        if b"&" not in tag and self._host_needles:
-            low = tag.lower()
-            if not any(h in low for h in self._host_needles):
-                return None
+        low = tag.lower()
+        if not any(h in low for h in self._host_needles):
+            return None
         span = _find_attr(tag, b"href")
         if span is None:
             return None
@@ -766,18 +1014,28 @@ class HtmlRewriter:
         head = core[:8].lower()
         if not (head.startswith(("http://", "https://")) or core.startswith("//")):
             return None
-        try:
-            parts = urlsplit(core)
-        except ValueError:  # e.g. an unbalanced "[" in the host
-            return None
-        # Browsers read "\" as "/" in such URLs, so "//evil\@ours" goes to evil.
-        if "\\" in parts.netloc:
-            return None
-        host = parts.hostname
-        if host is None or host.rstrip(".") not in self._hosts:
+        fast = None if _TAB_NL_RE.search(core) else _AUTHORITY_RE.match(core)
+        if fast is not None:
+            # The common case, without the cost of urlsplit (same answer: no
+            # userinfo, IPv6, escapes, backslashes or tabs/newlines to undo).
+            host = fast.group(1).partition(":")[0].lower()
+            query = core[fast.end() :].partition("#")[0].partition("?")[2]
+        else:
+            try:
+                parts = urlsplit(core)
+            except ValueError:  # e.g. an unbalanced "[" in the host
+                return None
+            # Browsers read "\" as "/" in such URLs, so "//evil\@ours" goes to evil.
+            if "\\" in parts.netloc:
+                return None
+            host = parts.hostname or ""
+            query = parts.query
+        if host.rstrip(".") not in self._hosts:
             return None
         param = self._link_param
-        if any(key == param for key, _ in parse_qsl(parts.query, keep_blank_values=True)):
+        if (param in query or "%" in query) and any(
+            key == param for key, _ in parse_qsl(query, keep_blank_values=True)
+        ):
             return None
         # Splice instead of urlunsplit so every other character stays as it was.
         hash_at = core.find("#")
