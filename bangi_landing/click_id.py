@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 # The seed's examples are canonical hyphenated UUIDs. Only that form is accepted
 # (any case) so that "{...}", "urn:uuid:..." or bare hex never become a second
 # spelling of the same journey.
+EXAMPLE_CLICK_ID = "8f1b5c6e-7a3d-4d20-a7f1-12a2b8f7a9c1"  # the seed's, for error messages
 _CANONICAL_UUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 
 

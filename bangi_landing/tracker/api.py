@@ -15,7 +15,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import HTTPException
 
-from ..click_id import parse_click_id
+from ..click_id import EXAMPLE_CLICK_ID, parse_click_id
 from ..statuses import MapperError, StatusMapper
 from .store import EVENT_TYPES, Campaign, TrackerStore
 
@@ -24,7 +24,6 @@ bp = Blueprint("api", __name__, url_prefix="/api/v2")
 _MAX_ID = 2**63 - 1  # SQLite's INTEGER
 _CURRENCY = re.compile(r"[A-Z]{3}")
 _MAX_EVENT_ID_LENGTH = 200
-_UUID_EXAMPLE = "8f1b5c6e-7a3d-4d20-a7f1-12a2b8f7a9c1"
 
 
 class ApiError(HTTPException):
@@ -120,7 +119,7 @@ def _click_id(params: dict[str, Any]) -> str:
         raise ApiError(400, "clickId must be given once")
     click_id = parse_click_id(value)
     if click_id is None:
-        raise ApiError(400, f"clickId must be a UUID such as {_UUID_EXAMPLE}")
+        raise ApiError(400, f"clickId must be a UUID such as {EXAMPLE_CLICK_ID}")
     return click_id
 
 
@@ -254,7 +253,7 @@ def list_events() -> Response:
     if "clickId" in args:
         click_id = parse_click_id(args["clickId"])
         if click_id is None:
-            raise ApiError(400, f"clickId must be a UUID such as {_UUID_EXAMPLE}")
+            raise ApiError(400, f"clickId must be a UUID such as {EXAMPLE_CLICK_ID}")
     campaign_id = _positive_int(args["campaignId"], "campaignId") if "campaignId" in args else None
     event_type = args.get("type")
     if event_type is not None and event_type not in EVENT_TYPES:

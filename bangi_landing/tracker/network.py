@@ -42,7 +42,8 @@ from flask import (
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
-from ..click_id import parse_click_id
+from ..click_id import EXAMPLE_CLICK_ID, parse_click_id
+from .api import ApiError
 from .store import TrackerStore
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,6 @@ POSTBACK_STATUSES: Final = {
 }
 _PAID: Final = frozenset({"approved", "pending"})
 _PLACEHOLDER = re.compile(r"\{(tracker|sub1|status|payout|offer_id)\}")
-_UUID_EXAMPLE = "8f1b5c6e-7a3d-4d20-a7f1-12a2b8f7a9c1"
 _VALUE_CHARS = 60
 
 # The page needs no script and posts only to itself. Referrer-Policy stays
@@ -81,14 +81,6 @@ _HEADERS: Final = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
 }
-
-
-class OrderError(HTTPException):
-    """An order the network refuses; answered as JSON ``{"error": ...}``."""
-
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 def _store() -> TrackerStore:
@@ -127,19 +119,19 @@ def _order_fields() -> dict[str, Any]:
     if request.mimetype == "application/json" or request.mimetype.endswith("+json"):
         body = request.get_json(silent=True)
         if not isinstance(body, dict):
-            raise OrderError(400, 'send the order as a JSON object, e.g. {"sub1": "..."}')
+            raise ApiError(400, 'send the order as a JSON object, e.g. {"sub1": "..."}')
         return body
-    raise OrderError(415, "send the order form-encoded or as JSON")
+    raise ApiError(415, "send the order form-encoded or as JSON")
 
 
 @bp.post("/network/orders")
 def receive_order() -> tuple[Response, int]:
     fields = _order_fields()
     if "sub1" not in fields:
-        raise OrderError(400, "sub1 is required: the clickId the landing page got from the tracker")
+        raise ApiError(400, "sub1 is required: the clickId the landing page got from the tracker")
     click_id = parse_click_id(fields["sub1"])
     if click_id is None:
-        raise OrderError(400, f"sub1 must be a clickId, a UUID such as {_UUID_EXAMPLE}")
+        raise ApiError(400, f"sub1 must be a clickId, a UUID such as {EXAMPLE_CLICK_ID}")
     order_id = _store().add_network_order(click_id, fields)
     return jsonify(status="ok", id=order_id), 201
 
@@ -267,6 +259,6 @@ def orders_page() -> str:
         postback_url=current_app.config.get("BANGI_NETWORK_POSTBACK_URL") or DEFAULT_POSTBACK_URL,
         payout=current_app.config.get("BANGI_NETWORK_PAYOUT", DEFAULT_PAYOUT),
         intake_url=url_for("network.receive_order", _external=True),
-        example_click_id=_UUID_EXAMPLE,
+        example_click_id=EXAMPLE_CLICK_ID,
         report_url=url_for("report.index") if journeys else None,
     )
