@@ -133,12 +133,6 @@ class HttpDestination:
         local.connections[key] = connection
         return connection, False
 
-    def close(self) -> None:
-        """Close this thread's connections."""
-        for connection in getattr(self._local, "connections", {}).values():
-            connection.close()
-        self._local.connections = {}
-
 
 def parse_retry_after(value: str | None) -> float | None:
     """``Retry-After`` in seconds from now: delta-seconds or an HTTP date."""
