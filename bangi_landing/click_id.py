@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 import time
-import uuid
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from itsdangerous import BadData, TimestampSigner
+from itsdangerous.signer import SigningAlgorithm
 from werkzeug.http import dump_cookie, parse_cookie
 
 if TYPE_CHECKING:
@@ -29,16 +31,50 @@ def parse_click_id(value: object) -> str | None:
 
 
 def new_click_id() -> str:
-    """A fresh random clickId (UUID version 4)."""
-    return str(uuid.uuid4())
+    """A fresh random clickId: a UUID version 4, as ``str(uuid.uuid4())`` would give.
+
+    Formatted from the random bytes directly: ``uuid.UUID``'s constructor and
+    ``str`` cost a new visitor's page view more than everything else here.
+    """
+    h = os.urandom(16).hex()
+    # Version nibble 4; variant bits 10 (RFC 9562), from the random nibble's low two bits.
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
+
+
+class _KeyedBlake2b(SigningAlgorithm):
+    """Keyed BLAKE2b (RFC 7693), a MAC by design, as itsdangerous's signing algorithm.
+
+    Chosen over the default HMAC-SHA1 for speed: through OpenSSL 3 each HMAC
+    sets up a fresh context, which costs a new visitor's page view about
+    10 µs; BLAKE2b is built into Python and costs about 1 µs.
+    """
+
+    def get_signature(self, key: bytes, value: bytes) -> bytes:
+        return hashlib.blake2b(value, key=key, digest_size=32).digest()
+
+
+class _JourneySigner(TimestampSigner):
+    """itsdangerous's timed signer with keyed BLAKE2b and the key derived once."""
+
+    def __init__(self, secret_key: str, salt: str) -> None:
+        super().__init__(secret_key, salt=salt, digest_method=hashlib.sha256)
+        self.algorithm = _KeyedBlake2b()
+        self._keys: dict[str | bytes | None, bytes] = {}
+
+    def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
+        key = self._keys.get(secret_key)
+        if key is None:
+            key = self._keys[secret_key] = super().derive_key(secret_key)
+        return key
 
 
 class JourneyCookie:
     """The signed cookie that keeps a visitor's clickId between requests.
 
-    The value is the clickId signed by itsdangerous's ``TimestampSigner`` under
-    its own salt (so the secret key can be shared with the application without
-    one signature standing in for another) and timed (so an old or stolen
+    The value is the clickId signed by itsdangerous's ``TimestampSigner``
+    (with keyed BLAKE2b, see ``_KeyedBlake2b``) under its own salt (so the
+    secret key can be shared with the application without one signature
+    standing in for another) and timed (so an old or stolen
     cookie expires server-side too). Verified values are remembered in a
     bounded cache keyed by the exact ``Cookie`` header: a returning visitor
     costs a dict lookup, and the age is still checked on every request.
@@ -61,8 +97,9 @@ class JourneyCookie:
         self.max_age = max_age
         self.path = path
         self.domain = domain
-        self._signer = TimestampSigner(secret_key, salt=self.SALT)
+        self._signer = _JourneySigner(secret_key, salt=self.SALT)
         self._read = lru_cache(maxsize=self.CACHE_SIZE)(self._read_header)
+        self._attributes: dict[bool, tuple[int, str]] = {}  # by secure: (second, "; Expires=...")
 
     def load(self, environ: WSGIEnvironment) -> str | None:
         """The clickId in the request's cookie, or None when absent, forged or expired."""
@@ -88,9 +125,19 @@ class JourneyCookie:
 
     def header(self, click_id: str, *, secure: bool) -> str:
         """A ``Set-Cookie`` value carrying ``click_id``."""
-        return dump_cookie(
+        value = self._signer.sign(click_id).decode("ascii")
+        # The signed value is URL-safe base64 and a UUID, which werkzeug never
+        # quotes, so it can go in front of the attributes it wrote this second.
+        now = int(time.time())
+        cached = self._attributes.get(secure)
+        if cached is None or cached[0] != now:
+            cached = self._attributes[secure] = (now, self._dump_attributes(secure))
+        return f"{self.name}={value}{cached[1]}"
+
+    def _dump_attributes(self, secure: bool) -> str:
+        header = dump_cookie(
             self.name,
-            self._signer.sign(click_id).decode("ascii"),
+            "v",
             max_age=self.max_age,
             path=self.path,
             domain=self.domain,
@@ -98,3 +145,4 @@ class JourneyCookie:
             httponly=True,
             samesite="Lax",
         )
+        return header[len(self.name) + 2 :]  # after "name=v"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
 import time
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -11,7 +11,7 @@ from typing import Any, Literal
 EventKind = Literal["click", "lead", "postback"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Event:
     """One click, lead or postback of a journey.
 
@@ -23,7 +23,7 @@ class Event:
     kind: EventKind
     click_id: str
     params: Mapping[str, Any] = field(default_factory=dict)
-    event_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    event_id: str = field(default_factory=lambda: secrets.token_hex(16))  # 128 random bits
     created_at: float = field(default_factory=time.time)
 
     def payload(self) -> dict[str, Any]:

@@ -25,7 +25,7 @@ import json
 import logging
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import parse_qsl
@@ -38,6 +38,7 @@ from . import config
 from .click_id import JourneyCookie, new_click_id, parse_click_id
 from .destinations import BangiTracker
 from .events import Event
+from .page_cache import PageCache
 from .rewrite import HtmlRewriter
 from .sender import BackgroundSender
 
@@ -83,13 +84,16 @@ class Sender(Protocol):
     def submit(self, event: Event) -> bool: ...
 
 
-@dataclass
+_Source = Literal["url", "form", "cookie", "new"]
+
+
+@dataclass(slots=True)
 class _Journey:
     click_id: str
-    source: Literal["url", "form", "cookie", "new"]
+    source: _Source
     cookie_click_id: str | None
-    is_submit: bool = False
-    fields: dict[str, Any] | None = None  # a submit's parsed fields
+    is_submit: bool
+    fields: dict[str, Any] | None  # a submit's parsed fields
 
 
 class BangiLanding:
@@ -161,6 +165,7 @@ class BangiLanding:
         self.lead_fields = None if lead_fields is None else tuple(lead_fields)
         self.max_submit_size = max_submit_size
         self.link_hosts = tuple(link_hosts)
+        self.pages = PageCache(field_name=field_name, link_hosts=self.link_hosts)
         self.sender: Sender = sender or BackgroundSender([BangiTracker(self.tracker_url)])
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
@@ -175,38 +180,44 @@ class BangiLanding:
             # The app has returned, so its response is final: report now, before
             # the server sends anything. A generator app starts when iterated.
             response.report_events()
-            if response.rewriter is None:
+            if not response.rewriting:
                 return app_iter  # nothing to rewrite: the app's iterable as is (file_wrapper too)
+            if (
+                response.rewriter is None
+                and isinstance(app_iter, (list, tuple))
+                and len(app_iter) == 1
+                and not hasattr(app_iter, "close")
+            ):
+                return [response.rewrite_whole(app_iter[0])]  # the whole body, at once
         return _RewrittenBody(app_iter, response)
 
     # The request side
 
     def _restore(self, environ: WSGIEnvironment) -> _Journey:
-        query = parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True)
-        environ["bangi.query"] = query
         cookie_click_id = self.cookie.load(environ)
         is_submit = (
             environ.get("REQUEST_METHOD") == "POST"
             and environ.get("PATH_INFO", "") in self.submit_paths
         )
         fields = self._read_submit(environ) if is_submit else None
+        source: _Source
+        if click_id := parse_click_id(self._url_click_id(environ.get("QUERY_STRING", ""))):
+            source = "url"
+        elif fields and (click_id := parse_click_id(fields.get(self.field_name))):
+            source = "form"
+        elif cookie_click_id:
+            click_id, source = cookie_click_id, "cookie"
+        else:
+            click_id, source = new_click_id(), "new"
+        environ[ENVIRON_KEY] = click_id
+        return _Journey(click_id, source, cookie_click_id, is_submit, fields)
 
-        journey = None
-        for source, value in (
-            ("url", next((v for k, v in query if k == self.url_param), None)),
-            ("form", fields.get(self.field_name) if fields else None),
-            ("cookie", cookie_click_id),
-        ):
-            click_id = parse_click_id(value)
-            if click_id:
-                journey = _Journey(click_id, source, cookie_click_id)  # type: ignore[arg-type]
-                break
-        if journey is None:
-            journey = _Journey(new_click_id(), "new", None)
-        journey.is_submit = is_submit
-        journey.fields = fields
-        environ[ENVIRON_KEY] = journey.click_id
-        return journey
+    def _url_click_id(self, query: str) -> str | None:
+        if self.url_param not in query and "%" not in query:
+            return None  # most pages: not worth parsing the query
+        return next(
+            (v for k, v in parse_qsl(query, keep_blank_values=True) if k == self.url_param), None
+        )
 
     def _read_submit(self, environ: WSGIEnvironment) -> dict[str, Any] | None:
         """Read and parse a submit's body, leaving an identical body for the app."""
@@ -241,15 +252,13 @@ class BangiLanding:
     # The response side
 
     def _click(self, environ: WSGIEnvironment, journey: _Journey) -> Event:
-        params: dict[str, Any] = {}
-        for key, value in environ["bangi.query"]:
-            if key in params:  # a repeated parameter keeps all its values
-                previous = params[key]
-                params[key] = (
-                    [*previous, value] if isinstance(previous, list) else [previous, value]
-                )
-            else:
-                params[key] = value
+        pairs = parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+        params: dict[str, Any] = dict(pairs)
+        if len(params) < len(pairs):  # a repeated parameter keeps all its values
+            values: dict[str, list[str]] = {}
+            for key, value in pairs:
+                values.setdefault(key, []).append(value)
+            params = {key: vs[0] if len(vs) == 1 else vs for key, vs in values.items()}
         params["landingPath"] = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
         params["campaignId"] = self.campaign_id
         params.pop("clickId", None)
@@ -274,22 +283,43 @@ class BangiLanding:
             logger.exception("bangi-landing: could not queue a %s event", event.kind)
 
 
-@dataclass
 class _Response:
     """One response's decisions, made when the app calls ``start_response``."""
 
-    middleware: BangiLanding
-    environ: WSGIEnvironment
-    journey: _Journey
-    server_start_response: StartResponse
-    started: bool = False
-    rewriter: HtmlRewriter | None = None
-    events: list[Event] = field(default_factory=list)  # reported once the response is final
+    __slots__ = (
+        "environ",
+        "events",
+        "journey",
+        "length",
+        "middleware",
+        "rewriter",
+        "rewriting",
+        "server_start_response",
+        "started",
+    )
+
+    def __init__(
+        self,
+        middleware: BangiLanding,
+        environ: WSGIEnvironment,
+        journey: _Journey,
+        server_start_response: StartResponse,
+    ) -> None:
+        self.middleware = middleware
+        self.environ = environ
+        self.journey = journey
+        self.server_start_response = server_start_response
+        self.started = False
+        self.rewriting = False  # the body gets the clickId
+        self.length = -1  # the app's Content-Length: a first chunk this long is the whole body
+        self.rewriter: HtmlRewriter | None = None  # made when the body comes in pieces
+        self.events: list[Event] = []  # reported once the response is final
 
     def report_events(self) -> None:
-        for event in self.events:
-            self.middleware.report(event)
-        self.events.clear()
+        if self.events:
+            for event in self.events:
+                self.middleware.report(event)
+            self.events.clear()
 
     def start_response(
         self, status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None
@@ -300,20 +330,50 @@ class _Response:
                 headers = self._decide(status, headers)
             except Exception:
                 logger.exception("bangi-landing: could not process a response; serving it as is")
-                self.rewriter = None
+                self.rewriting = False
         else:
             # An error page replaces the response: no click or lead, no rewriting.
-            self.rewriter = None
+            self.rewriting = False
             self.events.clear()
         write = self.server_start_response(status, headers, exc_info)
-        rewriter = self.rewriter
-        if rewriter is None:
+        if not self.rewriting:
             return write
 
         def rewriting_write(data: bytes) -> None:
-            write(_feed(self, rewriter, data))
+            write(self.feed(data))
 
         return rewriting_write
+
+    def rewrite_whole(self, body: bytes) -> bytes:
+        """The whole body at once: rewritten from the page cache."""
+        self.rewriting = False  # anything after it breaks the app's own Content-Length
+        try:
+            return self.middleware.pages.rewrite(body, self.journey.click_id)
+        except Exception:
+            logger.exception("bangi-landing: rewriting failed; serving the page as is")
+            return body
+
+    def feed(self, data: bytes) -> bytes:
+        """One piece of a streamed body, rewritten as far as it can be yet."""
+        rewriter = self.rewriter
+        if rewriter is None:
+            rewriter = self.rewriter = self.middleware.pages.rewriter(self.journey.click_id)
+        try:
+            return rewriter.feed(data)
+        except Exception:
+            # Fail open: the rest of the page goes out as the app wrote it, after
+            # whatever the rewriter was holding back, if it can still give it.
+            logger.exception("bangi-landing: rewriting failed; serving the rest of the page as is")
+            return self.finish() + data
+
+    def finish(self) -> bytes:
+        """The end of a streamed body: whatever the rewriter still holds."""
+        self.rewriting = False
+        try:
+            return self.rewriter.finish() if self.rewriter is not None else b""
+        except Exception:
+            logger.exception("bangi-landing: rewriting failed at the end of a page")
+            return b""
 
     def _decide(self, status: str, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
         middleware, journey, environ = self.middleware, self.journey, self.environ
@@ -341,9 +401,9 @@ class _Response:
         if not (set_cookie or rewrite):
             return headers
         if rewrite:
-            self.rewriter = HtmlRewriter(
-                journey.click_id, field_name=middleware.field_name, link_hosts=middleware.link_hosts
-            )
+            self.rewriting = True
+            length = found.get("content-length", "")
+            self.length = int(length) if length.isascii() and length.isdigit() else -1
         changed = []
         vary = cache_control = ""
         for name, value in headers:
@@ -370,10 +430,10 @@ class _Response:
 
 
 class _RewrittenBody:
-    """The app's body with each chunk passed through the response's rewriter, streamed.
+    """The app's body with each chunk passed through the response's rewriting, streamed.
 
-    The rewriter is looked up per chunk: a generator app calls ``start_response``
-    only when first iterated.
+    Whether to rewrite is looked up per chunk: a generator app calls
+    ``start_response`` only when first iterated.
     """
 
     def __init__(self, app_iter: Iterable[bytes], response: _Response) -> None:
@@ -384,17 +444,16 @@ class _RewrittenBody:
         response = self._response
         for chunk in self._app_iter:
             response.report_events()  # the body has begun: the response is final
-            rewriter = response.rewriter
-            # PEP 3333: yield (even b"") for every chunk, never wait for more.
-            yield chunk if rewriter is None else _feed(response, rewriter, chunk)
+            if not response.rewriting:
+                yield chunk
+            elif response.rewriter is None and len(chunk) == response.length:
+                yield response.rewrite_whole(chunk)
+            else:
+                # PEP 3333: yield (even b"") for every chunk, never wait for more.
+                yield response.feed(chunk)
         response.report_events()  # an empty body
-        rewriter = response.rewriter
-        if rewriter is not None:
-            try:
-                tail = rewriter.finish()
-            except Exception:
-                logger.exception("bangi-landing: rewriting failed at the end of a page")
-                return
+        if response.rewriting:
+            tail = response.finish()
             if tail:
                 yield tail
 
@@ -402,21 +461,6 @@ class _RewrittenBody:
         close = getattr(self._app_iter, "close", None)
         if close is not None:
             close()
-
-
-def _feed(response: _Response, rewriter: HtmlRewriter, data: bytes) -> bytes:
-    try:
-        return rewriter.feed(data)
-    except Exception:
-        # Fail open: the rest of the page goes out as the app wrote it, after
-        # whatever the rewriter was holding back, if it can still give it.
-        logger.exception("bangi-landing: rewriting failed; serving the rest of the page as is")
-        response.rewriter = None
-        try:
-            held = rewriter.finish()
-        except Exception:
-            held = b""
-        return held + data
 
 
 class _ReplayStream:
@@ -466,7 +510,7 @@ def _parse_fields(environ: WSGIEnvironment, body: bytes) -> dict[str, Any] | Non
     return None
 
 
-_WATCHED = frozenset({"content-type", "content-encoding", "content-disposition"})
+_WATCHED = frozenset({"content-type", "content-encoding", "content-disposition", "content-length"})
 
 
 def _find_headers(headers: list[tuple[str, str]]) -> dict[str, str]:

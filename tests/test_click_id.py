@@ -7,8 +7,10 @@ import types
 import uuid
 
 import pytest
+from itsdangerous import TimestampSigner
+from werkzeug.http import dump_cookie
 
-from bangi_landing.click_id import JourneyCookie, parse_click_id
+from bangi_landing.click_id import JourneyCookie, new_click_id, parse_click_id
 
 SECRET = "cookie-secret-0123456789"
 CLICK = "8f1b5c6e-7a3d-4d20-a7f1-12a2b8f7a9c1"
@@ -61,3 +63,37 @@ def test_each_visitor_gets_their_own_click_id() -> None:
     first, second = str(uuid.uuid4()), str(uuid.uuid4())
     assert cookie.load(request_with(cookie, cookie.header(first, secure=False))) == first
     assert cookie.load(request_with(cookie, cookie.header(second, secure=False))) == second
+
+
+def test_new_click_ids_are_random_version_4_uuids() -> None:
+    ids = [new_click_id() for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+    for click_id in ids:
+        parsed = uuid.UUID(click_id)
+        assert (parsed.version, parsed.variant) == (4, uuid.RFC_4122)
+        assert str(parsed) == click_id == parse_click_id(click_id)
+    # Every random bit shows up both ways: nothing is stuck at 0 or 1.
+    bits = [uuid.UUID(click_id).int for click_id in ids]
+    fixed = (0xF000 << 64) | (0xC000 << 48)  # version and variant
+    assert all(
+        (any(b >> i & 1 for b in bits) and not all(b >> i & 1 for b in bits))
+        for i in range(128)
+        if not fixed >> i & 1
+    )
+
+
+def test_cookie_header_is_what_werkzeug_writes() -> None:
+    cookie = JourneyCookie(SECRET, domain="example.com")
+    for secure in (True, False):
+        header = cookie.header(CLICK, secure=secure)
+        value = header.split(";", 1)[0].split("=", 1)[1]
+        assert header == dump_cookie(
+            "bangi_journey", value, max_age=cookie.max_age, path="/", domain="example.com",
+            secure=secure, httponly=True, samesite="Lax",
+        )  # fmt: skip
+
+
+def test_a_cookie_signed_with_itsdangerous_defaults_is_refused() -> None:
+    # e.g. Flask's own signing with the same secret and salt: a different MAC.
+    value = TimestampSigner(SECRET, salt=JourneyCookie.SALT).sign(CLICK).decode()
+    assert JourneyCookie(SECRET).load({"HTTP_COOKIE": f"bangi_journey={value}"}) is None

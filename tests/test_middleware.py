@@ -12,10 +12,9 @@ from typing import Any
 
 import pytest
 import requests
-from itsdangerous import TimestampSigner
 
 from bangi_landing import BangiLanding, ConfigurationError
-from bangi_landing.click_id import JourneyCookie
+from bangi_landing.click_id import JourneyCookie, _JourneySigner
 from bangi_landing.sender import BackgroundSender
 
 from .conftest import Tracker
@@ -135,11 +134,11 @@ def test_invalid_click_id_in_the_url_starts_a_new_journey(landing: Landing) -> N
 def signed(click_id: str, *, secret: str = SECRET, age: int = 0) -> str:
     """A journey cookie value as the middleware makes it, ``age`` seconds old."""
 
-    class Aged(TimestampSigner):
+    class Aged(_JourneySigner):
         def get_timestamp(self) -> int:
             return super().get_timestamp() - age
 
-    return Aged(secret, salt=JourneyCookie.SALT).sign(click_id).decode()
+    return Aged(secret, JourneyCookie.SALT).sign(click_id).decode()
 
 
 def test_valid_cookie_continues_the_journey(landing: Landing) -> None:

@@ -42,6 +42,12 @@ def list_app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterabl
     return [PAGE]
 
 
+def declared_length_app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterator[bytes]:
+    # Like Flask and Django: the whole body in one chunk, its length declared.
+    start_response("200 OK", [*HTML, ("Content-Length", str(len(PAGE)))])
+    yield PAGE
+
+
 def generator_app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterator[bytes]:
     start_response("200 OK", HTML)  # called only when first iterated
     yield PAGE[:20]
@@ -113,6 +119,7 @@ def wrap(app: WSGIApplication, recorder: Recorder) -> WSGIApplication:
 
 APPS: dict[str, tuple[WSGIApplication, str]] = {
     "list": (list_app, "200"),
+    "declared-length": (declared_length_app, "200"),
     "generator": (generator_app, "200"),
     "one-byte-chunks": (byte_chunks_app, "200"),
     "write-callable": (write_app, "200"),
@@ -132,6 +139,39 @@ def test_validated_on_both_sides_and_rewritten(name: str) -> None:
     assert injected.sub(b"", body) == PAGE
     assert [event.kind for event in recorder.events] == ["click"]
     assert "Content-Length" not in response.headers
+
+
+def test_a_one_chunk_list_comes_back_as_a_list() -> None:
+    recorder = Recorder()
+    middleware = BangiLanding(
+        list_app,
+        tracker_url="http://127.0.0.1:9",
+        campaign_id=1,
+        secret_key="conformance-secret-key",
+        sender=recorder,
+    )
+    headers: list[tuple[str, str]] = []
+
+    def start_response(status: str, response_headers: list[tuple[str, str]], exc_info: Any) -> Any:
+        headers.extend(response_headers)
+
+    app_iter = middleware(create_environ("/"), start_response)
+    assert isinstance(app_iter, list) and len(app_iter) == 1
+    assert app_iter[0].count(b'name="sub1"') == 1
+    assert "Content-Length" not in dict(headers)
+
+
+def test_more_body_than_the_declared_length_passes_through() -> None:
+    def lying_app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterator[bytes]:
+        start_response("200 OK", [*HTML, ("Content-Length", "6")])
+        yield b"<form>"
+        yield b"<form></form>"
+
+    response = fetch(wrap(lying_app, Recorder()))
+    assert re.fullmatch(
+        rb'<form><input type="hidden" name="sub1" value="[0-9a-f-]{36}"><form></form>',
+        response.body,
+    )
 
 
 def test_close_is_called() -> None:
