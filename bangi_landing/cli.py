@@ -21,6 +21,13 @@ _db = click.option(
     help="SQLite file where the tracker keeps its events.",
 )
 _port = click.IntRange(0, 65535)  # 0: any free port
+_outbox = click.option(
+    "--outbox",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default="bangi-outbox.sqlite3",
+    show_default=True,
+    help="SQLite file where the landing's events wait for the tracker.",
+)
 
 
 @click.group()
@@ -49,7 +56,8 @@ def tracker(host: str, port: int, db: Path) -> None:
 @click.option("--port", default=5000, show_default=True, type=_port, help="The landing's port.")
 @click.option("--tracker-port", default=5001, show_default=True, type=_port)
 @_db
-def demo(host: str, port: int, tracker_port: int, db: Path) -> None:
+@_outbox
+def demo(host: str, port: int, tracker_port: int, db: Path, outbox: Path) -> None:
     """Run the demo landing, wrapped in bangi-landing, and the bundled tracker.
 
     Open the landing, order something, then watch the click and the lead in the
@@ -82,6 +90,7 @@ def demo(host: str, port: int, tracker_port: int, db: Path) -> None:
             tracker_url=tracker_site.url,
             campaign_id=1,
             secret_key=secrets.token_urlsafe(32),
+            outbox=outbox,
         )
         serve([Site.bind("Landing", landing, host, port), tracker_site], echo=click.echo)
     finally:

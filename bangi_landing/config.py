@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import os
+import sqlite3
+from pathlib import Path
 from urllib.parse import urlsplit
+
+from .outbox import DEFAULT_OUTBOX, Outbox, default_path
 
 MIN_SECRET_LENGTH = 16
 
@@ -49,3 +53,14 @@ def secret_key(value: str | None) -> str:
             " characters; it signs the journey cookie"
         )
     return key
+
+
+def outbox(value: str | os.PathLike[str] | None) -> Outbox | None:
+    """The outbox at ``value`` (``DEFAULT_OUTBOX``: ``default_path()``), None for memory only."""
+    if value is None:
+        return None
+    path = default_path() if value is DEFAULT_OUTBOX else Path(value)
+    try:
+        return Outbox(path)
+    except (OSError, sqlite3.Error) as error:
+        raise ConfigurationError(f"outbox (BANGI_OUTBOX) {path} cannot be used: {error}") from None

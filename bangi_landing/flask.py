@@ -19,8 +19,11 @@ Configuration keys (each falls back as noted when unset):
 ``BANGI_URL_PARAM`` (``"clickId"``), ``BANGI_LEAD_FIELDS`` (``None``),
 ``BANGI_MAX_SUBMIT_SIZE`` (64 KiB), ``BANGI_COOKIE_NAME`` (``"bangi_journey"``),
 ``BANGI_COOKIE_MAX_AGE`` (30 days), ``BANGI_COOKIE_DOMAIN`` (``None``),
-``BANGI_LINK_HOSTS`` (``()``)
+``BANGI_LINK_HOSTS`` (``()``), ``BANGI_DURABLE_CLICKS`` (``False``)
     the :class:`~bangi_landing.BangiLanding` options of the same names.
+``BANGI_OUTBOX``
+    the ``outbox`` option: a path, or ``None`` for memory only; unset, the
+    environment variable, else ``~/.local/state/bangi-landing/outbox.sqlite3``.
 
 Templates get ``bangi_click_id()`` and ``bangi_hidden_field()``. Forms are
 given the field automatically; render it yourself only where you want it
@@ -36,6 +39,7 @@ from flask import Flask, current_app, request
 from markupsafe import Markup
 
 from .middleware import ENVIRON_KEY, BangiLanding
+from .outbox import DEFAULT_OUTBOX
 
 EXTENSION_KEY = "bangi_landing"
 
@@ -53,6 +57,8 @@ _OPTIONS: dict[str, tuple[str, Any]] = {
     "BANGI_COOKIE_MAX_AGE": ("cookie_max_age", 30 * 24 * 3600),
     "BANGI_COOKIE_DOMAIN": ("cookie_domain", None),
     "BANGI_LINK_HOSTS": ("link_hosts", ()),
+    "BANGI_OUTBOX": ("outbox", DEFAULT_OUTBOX),
+    "BANGI_DURABLE_CLICKS": ("durable_clicks", False),
 }
 
 

@@ -23,6 +23,7 @@ import codecs
 import io
 import json
 import logging
+import os
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from . import config
 from .click_id import JourneyCookie, new_click_id, parse_click_id
 from .destinations import BangiTracker
 from .events import Event
+from .outbox import DEFAULT_OUTBOX
 from .page_cache import PageCache
 from .rewrite import HtmlRewriter
 from .sender import BackgroundSender
@@ -81,7 +83,7 @@ def is_private_field(name: str) -> bool:
 
 
 class Sender(Protocol):
-    def submit(self, event: Event) -> bool: ...
+    def submit(self, event: Event, *, durable: bool = False) -> bool: ...
 
 
 _Source = Literal["url", "form", "cookie", "new"]
@@ -128,8 +130,14 @@ class BangiLanding:
     :param cookie_domain: set it (``.example.com``) to share journeys across subdomains.
     :param link_hosts: links to these hosts get ``clickId=`` appended, for funnels
         that cross to domains the cookie does not reach.
+    :param outbox: the SQLite file where events wait until the tracker has them,
+        shared by the landing's worker processes. Default: ``BANGI_OUTBOX``, else
+        ``~/.local/state/bangi-landing/outbox.sqlite3``. ``None`` keeps events
+        in memory only (one attempt each, lost when the process ends).
+    :param durable_clicks: write each click to the outbox before its page is
+        returned, as leads always are, instead of within 100 ms after.
     :param sender: what delivers events; by default a background sender posting
-        to ``tracker_url``.
+        to ``tracker_url`` through ``outbox``.
     """
 
     def __init__(
@@ -148,6 +156,8 @@ class BangiLanding:
         cookie_max_age: int = 30 * 24 * 3600,  # 30 days
         cookie_domain: str | None = None,
         link_hosts: Iterable[str] = (),
+        outbox: str | os.PathLike[str] | None = DEFAULT_OUTBOX,  # $BANGI_OUTBOX or ~/.local/state
+        durable_clicks: bool = False,
         sender: Sender | None = None,  # None: background delivery to tracker_url
     ) -> None:
         self.app = app
@@ -166,7 +176,10 @@ class BangiLanding:
         self.max_submit_size = max_submit_size
         self.link_hosts = tuple(link_hosts)
         self.pages = PageCache(field_name=field_name, link_hosts=self.link_hosts)
-        self.sender: Sender = sender or BackgroundSender([BangiTracker(self.tracker_url)])
+        self.durable_clicks = durable_clicks
+        self.sender: Sender = sender or BackgroundSender(
+            [BangiTracker(self.tracker_url)], outbox=config.outbox(outbox)
+        )
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         try:
@@ -276,9 +289,12 @@ class BangiLanding:
         return Event("lead", journey.click_id, params)
 
     def report(self, event: Event) -> None:
-        """Hand ``event`` to the sender; never raises."""
+        """Hand ``event`` to the sender; never raises.
+
+        A lead (and a click, with ``durable_clicks``) is in the outbox when this returns.
+        """
         try:
-            self.sender.submit(event)
+            self.sender.submit(event, durable=event.kind == "lead" or self.durable_clicks)
         except Exception:
             logger.exception("bangi-landing: could not queue a %s event", event.kind)
 

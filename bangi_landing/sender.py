@@ -1,9 +1,21 @@
-"""Delivery off the request path: a bounded queue drained by one background thread.
+"""Delivery off the request path: a bounded queue, a durable outbox, two background threads.
 
-The request thread only puts the event on a queue; a daemon thread, started on
-first use and again in every forked child, hands it to each destination. A slow
-or dead tracker therefore costs a page nothing. Failures are logged and
-counted, never raised into the application.
+A page hands its event to :meth:`BackgroundSender.submit`, which only puts it
+on an in-memory queue. Off the request path:
+
+* the **writer** thread moves queued events into the outbox, all that are
+  waiting in one transaction, so a click is on disk a few milliseconds after
+  its page (well within the 100 ms promised);
+* the **delivery** thread claims due rows from the outbox, sends them, and
+  records the outcome: deleted after a 2xx, retried later with backoff, or
+  dead. A failing destination is paused as a whole, so a tracker that is down
+  costs one attempt per backoff period, not one per event.
+
+A lead (``durable=True``) is written to the outbox by the request thread
+itself, before the response. A full queue does the same instead of dropping.
+Threads start on first use and again in a forked child; at exit the queue is
+written out and delivery goes on for at most two seconds. Nothing here raises
+into the application: failures are counted and logged.
 """
 
 from __future__ import annotations
@@ -12,6 +24,9 @@ import atexit
 import logging
 import os
 import queue
+import secrets
+import socket
+import sys
 import threading
 import time
 import weakref
@@ -19,10 +34,12 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from .destinations import DeliveryError
+from .retry import RetryPolicy
 
 if TYPE_CHECKING:
     from .destinations import Destination
     from .events import Event
+    from .outbox import Claim, Outbox
 
 logger = logging.getLogger("bangi_landing")
 
@@ -30,9 +47,15 @@ EXIT_FLUSH_TIMEOUT = 2.0
 
 
 class Stats:
-    """Counters of what happened to events, safe to bump from any thread."""
+    """Counters of what happened to events, safe to bump from any thread.
 
-    NAMES = ("queued", "sent", "failed", "dropped")
+    ``queued``: accepted from the application; ``sent``: delivered (per
+    destination); ``retried``: failed and scheduled again; ``failed``: refused
+    for good by a destination (a 4xx); ``dead``: given up on after the maximum
+    age; ``dropped``: lost, which only the in-memory mode does.
+    """
+
+    NAMES = ("queued", "sent", "retried", "failed", "dead", "dropped")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -74,93 +97,339 @@ class ThrottledLog:
 
 
 class BackgroundSender:
-    """Delivers events to every destination from a background thread.
+    """Delivers events to every destination from background threads.
 
     :param destinations: where each event goes.
-    :param queue_size: events waiting at most; beyond it new events are
-        dropped and counted (a durable outbox removes that limit).
+    :param outbox: where events wait, on disk, until delivered; shared by the
+        worker processes of a host. ``None`` keeps events in memory only: one
+        attempt each, dropped when the queue is full or the process exits.
+    :param queue_size: events waiting in memory at most.
+    :param retry: backoff, ``Retry-After`` cap and maximum age.
+    :param batch_size: outbox rows claimed at a time.
+    :param lease: seconds a claim keeps other senders off its rows.
+    :param clock: wall-clock seconds; tests pass a fake one.
+    :param report_interval: counters are logged at INFO this often when
+        something failed.
     """
 
-    def __init__(self, destinations: Sequence[Destination], *, queue_size: int = 10_000) -> None:
+    def __init__(
+        self,
+        destinations: Sequence[Destination],
+        *,
+        outbox: Outbox | None = None,
+        queue_size: int = 10_000,
+        retry: RetryPolicy = RetryPolicy(),  # noqa: B008 (frozen, shared safely)
+        batch_size: int = 50,
+        lease: float = 60.0,
+        clock: Callable[[], float] = time.time,
+        report_interval: float = 60.0,
+    ) -> None:
         self.destinations = tuple(destinations)
+        self.outbox = outbox
         self.queue_size = queue_size
-        self.stats = Stats()
-        self.failure_log = ThrottledLog()
+        self.retry = retry
+        self.batch_size = batch_size
+        self.lease = lease
+        self.clock = clock
+        self.report_interval = report_interval
+        self.failure_log = ThrottledLog(clock=clock)
+        self._keys = [destination.key for destination in self.destinations]
         self._start_fresh()
         ref = weakref.ref(self)
-        # The child of a fork has no worker thread and may hold copies of locks
-        # that were taken at fork time: give it everything new.
+        # The child of a fork has no threads and may hold copies of locks that
+        # were taken at fork time: give it everything new.
         os.register_at_fork(after_in_child=lambda: _call(ref, "_start_fresh"))
         atexit.register(_call, ref, "flush", EXIT_FLUSH_TIMEOUT)
+        _warn_if_uwsgi_without_threads()
 
     def _start_fresh(self) -> None:
+        self.stats = Stats()  # per process: a forked worker counts its own
         self._lock = threading.Lock()
         self._queue: queue.Queue[Event] = queue.Queue(self.queue_size)
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._pid = os.getpid()
+        self._lease_token = f"{socket.gethostname()}:{self._pid}:{secrets.token_hex(4)}"
+        self._wake = threading.Event()
+        self._settled = threading.Condition()
+        self._passes = 0  # delivery passes started
+        self._settled_pass = -1  # the last pass that found nothing due
+        self._paused_until: dict[str, float] = {}
+        self._failures: dict[str, int] = {}  # consecutive, per destination
+        self._reported = self.stats.snapshot()
+        self._next_report = self.clock() + self.report_interval
 
-    def submit(self, event: Event) -> bool:
-        """Queue ``event`` for delivery; False when it had to be dropped. Never blocks."""
-        self._ensure_thread()
+    # The application's side
+
+    def submit(self, event: Event, *, durable: bool = False) -> bool:
+        """Accept ``event`` for delivery. Never blocks on the network, never raises.
+
+        With ``durable`` (and an outbox), the event is in the outbox when this
+        returns. False when it was lost, which only the in-memory mode does.
+        """
         try:
-            self._queue.put_nowait(event)
-        except queue.Full:
-            self.stats.add("dropped")
-            logger.warning("bangi-landing: send queue full, dropped a %s event", event.kind)
+            self._ensure_threads()
+            if durable and self.outbox is not None:
+                accepted = self._write([event])
+            else:
+                try:
+                    self._queue.put_nowait(event)
+                    accepted = True
+                except queue.Full:
+                    if self.outbox is None:
+                        self.stats.add("dropped")
+                        self.failure_log.warning("bangi-landing: send queue full, dropped an event")
+                        return False
+                    accepted = self._write([event])  # the page waits a little; nothing is lost
+            if accepted:
+                self.stats.add("queued")
+            return accepted
+        except Exception:
+            logger.exception("bangi-landing: could not accept a %s event", event.kind)
             return False
-        self.stats.add("queued")
-        return True
 
     def flush(self, timeout: float = EXIT_FLUSH_TIMEOUT) -> bool:
-        """Wait until every queued event was handled; False when ``timeout`` ran out first."""
+        """Write what is queued to the outbox, then wait while anything due is being sent.
+
+        True when nothing is left that could be sent now (a paused destination's
+        events wait in the outbox); False when ``timeout`` ran out first.
+        """
         deadline = time.monotonic() + timeout
+        if self.outbox is not None and self._pid == os.getpid():
+            taken = self._take_queued(self.queue_size)
+            self._write(taken)
+            for _ in taken:
+                self._queue.task_done()
         with self._queue.all_tasks_done:
             while self._queue.unfinished_tasks:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                if not self._queue.all_tasks_done.wait(max(0.0, deadline - time.monotonic())):
                     return False
-                self._queue.all_tasks_done.wait(remaining)
+        if self.outbox is None or not any(t.is_alive() for t in self._threads):
+            return True
+        with self._settled:
+            target = self._passes  # the next pass starts after everything above was written
+            self._wake.set()
+            while self._settled_pass < target:
+                if not self._settled.wait(max(0.0, deadline - time.monotonic())):
+                    return False
         return True
 
-    def _ensure_thread(self) -> None:
+    def depth(self) -> int:
+        """Events waiting: in the outbox (all processes), or in memory."""
+        return self.outbox.depth() if self.outbox is not None else self._queue.qsize()
+
+    def wake(self) -> None:
+        """Look at the outbox now (tests with a fake clock call this after moving it)."""
+        self._wake.set()
+
+    # Threads
+
+    def _ensure_threads(self) -> None:
         if self._pid != os.getpid():  # forked without the hook (e.g. os.fork in C code)
             self._start_fresh()
-        if self._thread is not None and self._thread.is_alive():
+        if self._threads and all(thread.is_alive() for thread in self._threads):
             return
         with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(
-                    target=self._run, name="bangi-landing-sender", daemon=True
-                )
-                self._thread.start()
+            if self._threads and all(thread.is_alive() for thread in self._threads):
+                return
+            if self.outbox is None:
+                targets = {"sender": self._deliver_from_memory}
+            else:
+                targets = {"writer": self._write_queued, "sender": self._deliver_from_outbox}
+            alive = {thread.name for thread in self._threads if thread.is_alive()}
+            for name, target in targets.items():
+                if f"bangi-landing-{name}" not in alive:
+                    thread = threading.Thread(target=target, name=f"bangi-landing-{name}")
+                    thread.daemon = True
+                    thread.start()
+                    self._threads = [t for t in self._threads if t.name != thread.name]
+                    self._threads.append(thread)
 
-    def _run(self) -> None:
-        events = self._queue
+    def _write_queued(self) -> None:
         while True:
-            event = events.get()
+            events = [self._queue.get()]
+            events += self._take_queued()
             try:
-                self.deliver(event)
+                self._write(events, retry_forever=True)
+            finally:
+                for _ in events:
+                    self._queue.task_done()
+
+    def _take_queued(self, limit: int = 1000) -> list[Event]:
+        events: list[Event] = []
+        while len(events) < limit:
+            try:
+                events.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return events
+
+    def _write(self, events: list[Event], *, retry_forever: bool = False) -> bool:
+        """Put ``events`` in the outbox; from the writer thread, keep trying until it works."""
+        if not events:
+            return True
+        assert self.outbox is not None
+        while True:
+            try:
+                self.outbox.add(events, self._keys, max_age=self.retry.max_age)
+                break
+            except Exception:
+                logger.exception(
+                    "bangi-landing: could not write %d events to the outbox", len(events)
+                )
+                if not retry_forever:
+                    self.stats.add("dropped", len(events))
+                    return False
+                time.sleep(1.0)  # a full disk or a long lock: the queue holds meanwhile
+        self._wake.set()
+        return True
+
+    def _deliver_from_memory(self) -> None:
+        while True:
+            event = self._queue.get()
+            try:
+                for destination in self.destinations:
+                    try:
+                        destination.deliver(event)
+                    except DeliveryError as error:
+                        self.stats.add("failed")
+                        self._log_failure(destination, event, error)
+                    else:
+                        self.stats.add("sent")
             except Exception:  # a bug must not kill the thread that serves every event
                 logger.exception("bangi-landing: unexpected error delivering an event")
             finally:
-                events.task_done()
+                self._queue.task_done()
 
-    def deliver(self, event: Event) -> None:
-        """Send ``event`` to every destination now, in this thread."""
-        for destination in self.destinations:
+    def _deliver_from_outbox(self) -> None:
+        while True:
             try:
-                destination.deliver(event)
+                self.deliver_due()
+            except Exception:
+                logger.exception("bangi-landing: unexpected error in the delivery loop")
+                self._wake.wait(1.0)
+
+    def deliver_due(self) -> None:
+        """One delivery pass, then wait for more work (the delivery thread's loop body)."""
+        self._wake.clear()  # anything that sets it from now on is seen by the wait below
+        with self._settled:
+            this_pass = self._passes
+            self._passes += 1
+        worked = False
+        for destination in self.destinations:
+            now = self.clock()
+            if self._paused_until.get(destination.key, 0.0) > now:
+                continue
+            claims = self.outbox.claim(  # type: ignore[union-attr]
+                destination.key,
+                self._lease_token,
+                limit=self.batch_size,
+                until=now + self.lease,
+            )
+            if claims:
+                worked = True
+                self._deliver_claims(destination, claims)
+        self._report_if_due()
+        if worked:
+            return
+        with self._settled:
+            self._settled_pass = this_pass
+            self._settled.notify_all()
+        self._wake.wait(self._idle_wait())
+
+    def _idle_wait(self) -> float:
+        """Until the next due row or pause end, within [0.05, 5] s: other processes add rows too."""
+        assert self.outbox is not None
+        now = self.clock()
+        wake_at = [t for t in self._paused_until.values() if t > now]
+        next_due = self.outbox.next_due(self._keys)
+        if next_due is not None:
+            wake_at.append(next_due)
+        return min(5.0, max(0.05, min(wake_at, default=now + 5.0) - now))
+
+    def _deliver_claims(self, destination: Destination, claims: list[Claim]) -> None:
+        assert self.outbox is not None
+        sent: list[int] = []
+        retry: list[tuple[int, float, str | None]] = []
+        dead: list[tuple[int, str]] = []
+        release: list[int] = []
+        lease_end = self.clock() + self.lease
+        for index, claim in enumerate(claims):
+            if self.clock() > lease_end - self.lease / 2:  # a slow destination: keep the rest
+                lease_end = self.clock() + self.lease
+                rest = [c.id for c in claims[index:]]
+                self.outbox.extend(rest, self._lease_token, lease_end)
+            try:
+                destination.deliver(claim.event)
             except DeliveryError as error:
-                self.stats.add("failed")
-                self.failure_log.warning(
-                    "bangi-landing: %s %s event %s failed: %s",
-                    destination.name,
-                    event.kind,
-                    event.event_id,
-                    error,
+                now = self.clock()
+                self._log_failure(destination, claim.event, error)
+                if not error.retryable:
+                    dead.append((claim.id, str(error)))
+                    self.stats.add("failed")
+                    continue
+                failures = self._failures[destination.key] = (
+                    self._failures.get(destination.key, 0) + 1
                 )
+                if now >= claim.expires_at:
+                    dead.append((claim.id, f"expired after {claim.attempts + 1} attempts: {error}"))
+                    self.stats.add("dead")
+                else:
+                    delay = self.retry.delay(claim.attempts + 1, error.retry_after)
+                    retry.append((claim.id, now + delay, str(error)))
+                    self.stats.add("retried")
+                # The destination is failing: pause it, and leave the rest of the batch.
+                pause = self.retry.delay(failures, error.retry_after)
+                self._paused_until[destination.key] = now + pause
+                release = [c.id for c in claims[index + 1 :]]
+                break
             else:
+                sent.append(claim.id)
+                self._failures[destination.key] = 0
                 self.stats.add("sent")
+        self.outbox.finish(self._lease_token, sent=sent, retry=retry, release=release, dead=dead)
+
+    def _log_failure(self, destination: Destination, event: Event, error: DeliveryError) -> None:
+        self.failure_log.warning(
+            "bangi-landing: %s %s event %s failed: %s%s",
+            destination.name,
+            event.kind,
+            event.event_id,
+            error,
+            " (will retry)" if error.retryable and self.outbox is not None else "",
+        )
+
+    def _report_if_due(self) -> None:
+        now = self.clock()
+        if now < self._next_report:
+            return
+        self._next_report = now + self.report_interval
+        counts = self.stats.snapshot()
+        delta = {name: counts[name] - self._reported[name] for name in counts}
+        self._reported = counts
+        if delta["retried"] or delta["failed"] or delta["dead"] or delta["dropped"]:
+            logger.info(
+                "bangi-landing: in the last %d s: %d sent, %d retried, %d failed, %d dead,"
+                " %d dropped; %d events wait in the outbox",
+                self.report_interval,
+                delta["sent"],
+                delta["retried"],
+                delta["failed"],
+                delta["dead"],
+                delta["dropped"],
+                self.depth(),
+            )
+
+
+def _warn_if_uwsgi_without_threads() -> None:
+    uwsgi = sys.modules.get("uwsgi")
+    options = getattr(uwsgi, "opt", None)
+    if options is None:
+        return
+    if not (options.get("enable-threads") or options.get("threads")):
+        logger.warning(
+            "bangi-landing: uWSGI runs without threads, so events are never sent:"
+            " start it with --enable-threads (or --threads N)"
+        )
 
 
 def _call(ref: weakref.ref[BackgroundSender], method: str, *args: float) -> None:

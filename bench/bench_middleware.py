@@ -54,7 +54,7 @@ class HoldingSender:
     def __init__(self) -> None:
         self.events: list[object] = []
 
-    def submit(self, event: object) -> bool:
+    def submit(self, event: object, *, durable: bool = False) -> bool:
         self.events.append(event)
         return True
 

@@ -15,6 +15,12 @@ from .utils import live_server
 
 
 @pytest.fixture(autouse=True)
+def _outbox_in_tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The default outbox is per user; a test must never leave events there.
+    monkeypatch.setenv("BANGI_OUTBOX", str(tmp_path / "outbox.sqlite3"))
+
+
+@pytest.fixture(autouse=True)
 def _quiet_werkzeug() -> None:
     # The dev server logs every request; keep test output for what failed.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)

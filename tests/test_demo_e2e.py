@@ -57,6 +57,8 @@ def demo(tmp_path: Path) -> Iterator[Demo]:
             "0",
             "--db",
             str(tmp_path / "demo.sqlite3"),
+            "--outbox",
+            str(tmp_path / "outbox.sqlite3"),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,

@@ -1,88 +1,359 @@
-"""The background sender: off the request path, fork-safe, never raising."""
+"""The background sender: retries by the book, off the request path, fork-safe, never raising.
+
+Time is a fake clock the tests move; the destinations are real HTTP servers
+on loopback (the bundled tracker, or a sink told how to answer).
+"""
 
 from __future__ import annotations
 
 import logging
 import os
 import socket
+import sys
+import time
+import types
 import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bangi_landing.destinations import BangiTracker, DeliveryError
 from bangi_landing.events import Event
+from bangi_landing.outbox import Outbox
+from bangi_landing.retry import RetryPolicy
 from bangi_landing.sender import BackgroundSender, ThrottledLog
 
 from .conftest import Tracker
+from .test_outbox import Clock, exit_code
+from .utils import Sink, live_server
 
 
 def click(campaign_id: int = 1) -> Event:
     return Event("click", str(uuid.uuid4()), {"campaignId": campaign_id})
 
 
-class Failing:
-    name = "failing"
-
-    def deliver(self, event: Event) -> None:
-        raise DeliveryError("HTTP 503: down", retryable=True)
-
-
 class Broken:
-    name = "broken"
+    name = key = "broken"
 
     def deliver(self, event: Event) -> None:
         raise RuntimeError("a bug")
 
 
-def test_events_reach_the_tracker_with_their_event_id(tracker: Tracker) -> None:
-    sender = BackgroundSender([BangiTracker(tracker.url)])
-    events = [click() for _ in range(20)]
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def sink() -> Iterator[tuple[Sink, str]]:
+    sink = Sink()
+    with live_server(sink) as url:
+        yield sink, url
+
+
+@pytest.fixture
+def outbox(tmp_path: Path, clock: Clock) -> Outbox:
+    return Outbox(tmp_path / "outbox.sqlite3", clock=clock)
+
+
+def sender_for(url: str, outbox: Outbox | None, clock: Clock, **options: Any) -> BackgroundSender:
+    destination = BangiTracker(url, timeout=options.pop("timeout", (1.0, 2.0)))
+    return BackgroundSender([destination], outbox=outbox, clock=clock, **options)
+
+
+def rows(outbox: Outbox) -> list[tuple[Any, ...]]:
+    return outbox._all("SELECT attempts, due_at, state, last_error FROM outbox ORDER BY id")
+
+
+# Through the outbox
+
+
+def test_events_reach_the_tracker_once_with_their_event_id(
+    tracker: Tracker, outbox: Outbox, clock: Clock
+) -> None:
+    sender = sender_for(tracker.url, outbox, clock)
+    events = [click() for _ in range(120)]
     for event in events:
         assert sender.submit(event)
     assert sender.flush(10)
-    stored = tracker.events()
-    assert [e["clickId"] for e in stored] == [e.click_id for e in events]
+    stored = tracker.events(limit=500)
     assert [e["params"]["eventId"] for e in stored] == [e.event_id for e in events]
-    assert sender.stats.snapshot() == {"queued": 20, "sent": 20, "failed": 0, "dropped": 0}
+    assert sender.stats.snapshot() == {
+        "queued": 120, "sent": 120, "retried": 0, "failed": 0, "dead": 0, "dropped": 0
+    }  # fmt: skip
+    assert sender.depth() == 0
 
 
-def test_full_queue_drops_and_counts_without_blocking() -> None:
-    blocker = socket.socket()  # accepts, never answers: the worker is stuck on event one
+def test_a_durable_event_is_in_the_outbox_when_submit_returns(outbox: Outbox, clock: Clock) -> None:
+    sender = sender_for("http://127.0.0.1:9", outbox, clock)
+    sender._ensure_threads = lambda: None  # type: ignore[method-assign]  # nothing runs behind
+    assert sender.submit(click(), durable=True)
+    assert outbox.depth() == 1
+
+
+def test_a_full_queue_writes_through_instead_of_dropping(outbox: Outbox, clock: Clock) -> None:
+    sender = sender_for("http://127.0.0.1:9", outbox, clock, queue_size=2)
+    sender._ensure_threads = lambda: None  # type: ignore[method-assign]  # the queue never drains
+    assert all(sender.submit(click()) for _ in range(10))
+    assert outbox.depth() == 8
+    assert sender.flush(5)  # writes the two still queued
+    assert outbox.depth() == 10
+    assert sender.stats.snapshot()["dropped"] == 0
+
+
+def test_server_error_is_retried_with_backoff_and_the_same_event_id(
+    sink: tuple[Sink, str], outbox: Outbox, clock: Clock
+) -> None:
+    server, url = sink
+    server.status = 500
+    sender = sender_for(url, outbox, clock)
+    event = click()
+    sender.submit(event)
+    assert sender.flush(10)
+    [(attempts, due_at, state, error)] = rows(outbox)
+    assert (attempts, state, error) == (1, "pending", "HTTP 500: as told")
+    assert clock.now + 0.5 <= due_at <= clock.now + 1.0  # first retry: 0.5-1 s, jittered
+    server.status = 201
+    clock.now += 0.4
+    sender.wake()
+    assert sender.flush(10)
+    assert len(server.received) == 1  # not due yet
+    clock.now += 0.7
+    sender.wake()
+    assert sender.flush(10)
+    assert server.event_ids() == [event.event_id, event.event_id]
+    assert rows(outbox) == []
+    stats = sender.stats.snapshot()
+    assert (stats["retried"], stats["sent"]) == (1, 1)
+
+
+@pytest.mark.parametrize("status", [408, 429, 502, 503, 504])
+def test_retryable_statuses(
+    status: int, sink: tuple[Sink, str], outbox: Outbox, clock: Clock
+) -> None:
+    server, url = sink
+    server.status = status
+    sender = sender_for(url, outbox, clock)
+    sender.submit(click())
+    assert sender.flush(10)
+    assert [row[2] for row in rows(outbox)] == ["pending"]
+
+
+@pytest.mark.parametrize("status", [400, 401, 404, 422, 501, 505])
+def test_permanent_failures_are_dead_at_once(
+    status: int, sink: tuple[Sink, str], outbox: Outbox, clock: Clock
+) -> None:
+    server, url = sink
+    server.status = status
+    sender = sender_for(url, outbox, clock)
+    sender.submit(click())
+    assert sender.flush(10)
+    [(attempts, _, state, error)] = rows(outbox)
+    assert (attempts, state, error) == (1, "dead", f"HTTP {status}: as told")
+    clock.now += 3600
+    sender.wake()
+    assert sender.flush(10)
+    assert len(server.received) == 1
+    assert sender.stats.snapshot()["failed"] == 1
+
+
+def test_retry_after_is_honoured_and_capped(
+    sink: tuple[Sink, str], outbox: Outbox, clock: Clock
+) -> None:
+    server, url = sink
+    server.status = 429
+    server.headers = [("Retry-After", "120")]
+    sender = sender_for(url, outbox, clock, retry=RetryPolicy(retry_after_cap=600))
+    sender.submit(click())
+    assert sender.flush(10)
+    assert rows(outbox)[0][1] == clock.now + 120
+    server.headers = [("Retry-After", "86400")]
+    clock.now += 120
+    sender.wake()
+    assert sender.flush(10)
+    assert len(server.received) == 2
+    assert rows(outbox)[0][1] == clock.now + 600
+    server.status = 201
+    clock.now += 599
+    sender.wake()
+    assert sender.flush(10)
+    assert len(server.received) == 2  # the destination is paused as long as the row waits
+    clock.now += 1
+    sender.wake()
+    assert sender.flush(10)
+    assert rows(outbox) == []
+
+
+def test_an_unanswered_request_is_retried_and_the_tracker_stores_it_once(
+    tracker: Tracker, outbox: Outbox, clock: Clock
+) -> None:
+    delay = [1.0]
+
+    def slow_network(environ: Any, start_response: Any) -> Any:
+        answer = tracker.app(environ, start_response)  # the tracker stores the event...
+        time.sleep(delay[0])  # ...and its answer is slow to come back
+        return answer
+
+    with live_server(slow_network) as url:
+        sender = sender_for(url, outbox, clock, timeout=(1.0, 0.3))
+        event = click()
+        sender.submit(event)
+        assert sender.flush(10)
+        assert rows(outbox)[0][3] == "timed out"
+        delay[0] = 0.0
+        clock.now += 1
+        sender.wake()
+        assert sender.flush(10)
+    assert rows(outbox) == []
+    assert [e["params"]["eventId"] for e in tracker.events()] == [event.event_id]
+
+
+def test_a_failing_destination_is_paused_not_hammered(
+    sink: tuple[Sink, str], outbox: Outbox, clock: Clock
+) -> None:
+    server, url = sink
+    server.status = 503
+    sender = sender_for(url, outbox, clock)
+    for _ in range(200):
+        sender.submit(click())
+    assert sender.flush(10)
+    assert len(server.received) == 1  # one attempt; the other 199 wait their turn
+    assert outbox.depth() == 200
+    server.status = 201
+    clock.now += 2
+    sender.wake()
+    assert sender.flush(10)
+    assert outbox.depth() == 0
+    assert sorted(server.event_ids()[1:]) == sorted(set(server.event_ids()))
+
+
+def test_events_past_their_maximum_age_die_on_their_next_failure(
+    sink: tuple[Sink, str], outbox: Outbox, clock: Clock
+) -> None:
+    server, url = sink
+    server.status = 503
+    sender = sender_for(url, outbox, clock, retry=RetryPolicy(max_age=3600))
+    sender.submit(Event("lead", str(uuid.uuid4()), {}, created_at=clock.now))
+    assert sender.flush(10)
+    clock.now += 3601
+    sender.wake()
+    assert sender.flush(10)
+    [(attempts, _, state, error)] = rows(outbox)
+    assert (attempts, state) == (2, "dead")
+    assert error.startswith("expired after 2 attempts: HTTP 503")
+    assert sender.stats.snapshot()["dead"] == 1
+
+
+def test_counters_are_logged_when_something_failed(
+    sink: tuple[Sink, str], outbox: Outbox, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    server, url = sink
+    server.status = 503
+    sender = sender_for(url, outbox, clock, report_interval=60)
+    with caplog.at_level(logging.INFO, logger="bangi_landing"):
+        for _ in range(5):
+            sender.submit(click())
+        assert sender.flush(10)
+        clock.now += 61
+        sender.wake()
+        assert sender.flush(10)
+    infos = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert any("2 retried" in m and "5 events wait in the outbox" in m for m in infos), infos
+
+
+def test_a_bug_in_a_destination_does_not_kill_the_threads(
+    tracker: Tracker, outbox: Outbox, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    sender = BackgroundSender([Broken(), BangiTracker(tracker.url)], outbox=outbox, clock=clock)
+    with caplog.at_level(logging.ERROR, logger="bangi_landing"):
+        sender.submit(click())
+        assert sender.flush(10)
+        sender.submit(click())
+        assert sender.flush(10)
+    assert "unexpected error" in caplog.text
+    assert len(tracker.events()) == 2
+    assert all(thread.is_alive() for thread in sender._threads)
+
+
+def test_the_threads_restart_in_a_forked_child(
+    tracker: Tracker, outbox: Outbox, clock: Clock
+) -> None:
+    sender = sender_for(tracker.url, outbox, clock)
+    sender.submit(click())
+    assert sender.flush(10)
+    child_event = click()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            sender.submit(child_event)
+            code = 0 if sender.flush(10) and sender.stats.snapshot()["sent"] == 1 else 1
+        finally:
+            os._exit(code)
+    assert exit_code(pid, timeout=20) == 0
+    assert child_event.click_id in {e["clickId"] for e in tracker.events()}
+
+
+def test_flush_gives_up_after_its_timeout(outbox: Outbox, clock: Clock) -> None:
+    blocker = socket.socket()  # accepts, never answers
     blocker.bind(("127.0.0.1", 0))
     blocker.listen(10)
     try:
-        destination = BangiTracker(f"http://127.0.0.1:{blocker.getsockname()[1]}", timeout=(1, 5))
-        sender = BackgroundSender([destination], queue_size=3)
+        url = f"http://127.0.0.1:{blocker.getsockname()[1]}"
+        sender = sender_for(url, outbox, clock, timeout=(1.0, 5.0))
+        sender.submit(click())
+        assert sender.flush(0.3) is False
+    finally:
+        blocker.close()
+
+
+def test_uwsgi_without_threads_gets_a_clear_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, clock: Clock
+) -> None:
+    # uWSGI cannot run here; its module is what the warning reads.
+    monkeypatch.setitem(sys.modules, "uwsgi", types.SimpleNamespace(opt={}))
+    with caplog.at_level(logging.WARNING, logger="bangi_landing"):
+        sender_for("http://127.0.0.1:9", None, clock)
+    assert "--enable-threads" in caplog.text
+    caplog.clear()
+    monkeypatch.setitem(sys.modules, "uwsgi", types.SimpleNamespace(opt={"enable-threads": True}))
+    with caplog.at_level(logging.WARNING, logger="bangi_landing"):
+        sender_for("http://127.0.0.1:9", None, clock)
+    assert caplog.text == ""
+
+
+# In memory only
+
+
+def test_in_memory_events_are_sent_once_and_failures_counted(
+    sink: tuple[Sink, str], clock: Clock
+) -> None:
+    server, url = sink
+    sender = sender_for(url, None, clock)
+    sender.submit(click())
+    assert sender.flush(10)
+    server.status = 503
+    sender.submit(click())
+    assert sender.flush(10)
+    assert len(server.received) == 2
+    stats = sender.stats.snapshot()
+    assert (stats["sent"], stats["failed"]) == (1, 1)
+
+
+def test_in_memory_a_full_queue_drops_and_counts_without_blocking(clock: Clock) -> None:
+    blocker = socket.socket()  # accepts, never answers: the thread is stuck on event one
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen(10)
+    try:
+        url = f"http://127.0.0.1:{blocker.getsockname()[1]}"
+        sender = sender_for(url, None, clock, queue_size=3, timeout=(1.0, 5.0))
         results = [sender.submit(click()) for _ in range(10)]
         assert results.count(False) >= 6
         assert sender.stats.snapshot()["dropped"] == results.count(False)
     finally:
         blocker.close()
-
-
-def test_a_bug_in_a_destination_does_not_kill_the_worker(
-    tracker: Tracker, caplog: pytest.LogCaptureFixture
-) -> None:
-    sender = BackgroundSender([Broken(), BangiTracker(tracker.url)])
-    with caplog.at_level(logging.ERROR, logger="bangi_landing"):
-        sender.submit(click())
-        sender.submit(click())
-        assert sender.flush(10)
-    assert "unexpected error" in caplog.text
-    assert sender._thread is not None and sender._thread.is_alive()
-
-
-def test_failures_are_counted_and_logged_once_per_interval(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    sender = BackgroundSender([Failing()])
-    with caplog.at_level(logging.WARNING, logger="bangi_landing"):
-        for _ in range(50):
-            sender.submit(click())
-        assert sender.flush(10)
-    assert sender.stats.snapshot()["failed"] == 50
-    assert len(caplog.records) == 1
-    assert "HTTP 503" in caplog.text
 
 
 def test_throttled_log_reports_what_it_held_back(caplog: pytest.LogCaptureFixture) -> None:
@@ -99,32 +370,6 @@ def test_throttled_log_reports_what_it_held_back(caplog: pytest.LogCaptureFixtur
     ]
 
 
-def test_the_worker_restarts_in_a_forked_child(tracker: Tracker) -> None:
-    sender = BackgroundSender([BangiTracker(tracker.url)])
-    sender.submit(click())  # the parent's worker is running
-    assert sender.flush(10)
-    child_event = click()
-    pid = os.fork()
-    if pid == 0:  # the child: its own worker, its own connections
-        code = 0
-        try:
-            sender.submit(child_event)
-            code = 0 if sender.flush(10) and sender.stats.snapshot()["sent"] >= 1 else 1
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
-    assert child_event.click_id in {e["clickId"] for e in tracker.events()}
-
-
-def test_flush_gives_up_after_its_timeout() -> None:
-    blocker = socket.socket()
-    blocker.bind(("127.0.0.1", 0))
-    blocker.listen(10)
-    try:
-        destination = BangiTracker(f"http://127.0.0.1:{blocker.getsockname()[1]}", timeout=(1, 5))
-        sender = BackgroundSender([destination])
-        sender.submit(click())
-        assert sender.flush(0.2) is False
-    finally:
-        blocker.close()
+def test_delivery_error_carries_its_verdict() -> None:
+    error = DeliveryError("HTTP 429", retryable=True, retry_after=3.0)
+    assert (str(error), error.retryable, error.retry_after) == ("HTTP 429", True, 3.0)

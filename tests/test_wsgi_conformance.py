@@ -32,7 +32,7 @@ class Recorder:
     def __init__(self) -> None:
         self.events: list[Event] = []
 
-    def submit(self, event: Event) -> bool:
+    def submit(self, event: Event, *, durable: bool = False) -> bool:
         self.events.append(event)
         return True
 

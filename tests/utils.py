@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from socketserver import BaseServer
 from typing import TYPE_CHECKING
@@ -13,14 +15,51 @@ from wsgiref.simple_server import make_server as wsgiref_make_server
 from werkzeug.serving import make_server
 
 if TYPE_CHECKING:
-    from _typeshed.wsgi import WSGIApplication
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 
 @contextmanager
-def live_server(app: WSGIApplication) -> Iterator[str]:
+def live_server(app: WSGIApplication, port: int = 0) -> Iterator[str]:
     """Yield the base URL (no trailing slash) of ``app`` served by a threaded server."""
-    with _serving(make_server("127.0.0.1", 0, app, threaded=True)) as url:
+    with _serving(make_server("127.0.0.1", port, app, threaded=True)) as url:
         yield url
+
+
+class Sink:
+    """A tracker stand-in: records every request it gets, then answers as told.
+
+    A request is recorded as soon as its body has arrived, before any
+    ``delay``: like a real tracker, it may have the event although the client
+    gave up waiting for the answer.
+    """
+
+    def __init__(self) -> None:
+        self.status = 201
+        self.headers: list[tuple[str, str]] = []
+        self.delay = 0.0
+        self.received: list[dict[str, object]] = []
+        self._changed = threading.Condition()
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        record = json.loads(body) if body else {}
+        record["path"] = environ["PATH_INFO"]
+        with self._changed:
+            self.received.append(record)
+            self._changed.notify_all()
+            status, headers, delay = self.status, list(self.headers), self.delay
+        time.sleep(delay)
+        start_response(f"{status} Sink", [("Content-Type", "application/json"), *headers])
+        return [b'{"error": "as told"}' if status >= 400 else b"{}"]
+
+    def event_ids(self, path: str = "") -> list[str]:
+        with self._changed:
+            return [str(r["eventId"]) for r in self.received if r["path"].endswith(path)]  # type: ignore[union-attr]
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> bool:
+        """Wait until at least ``count`` requests came in."""
+        with self._changed:
+            return self._changed.wait_for(lambda: len(self.received) >= count, timeout)
 
 
 class _QuietHandler(WSGIRequestHandler):

@@ -26,6 +26,7 @@ class BangiTracker(HttpDestination):
     def __init__(self, url: str, *, timeout: tuple[float, float] = DEFAULT_TIMEOUT) -> None:
         super().__init__(timeout=timeout)
         self.url = url.rstrip("/") + "/"
+        self.key = f"bangi {self.url}"
 
     def deliver(self, event: Event) -> None:
         body = json.dumps(event.payload(), separators=(",", ":")).encode()

@@ -1,0 +1,349 @@
+"""The durable outbox: events on disk (SQLite, WAL) until a destination has taken them.
+
+One row per event and destination, so a tracker that is down does not hold
+back another one. Every worker process of a host may share one file:
+
+* a sender **claims** a few due rows by pushing their ``due_at`` past a lease
+  and stamping them with its lease token, in one ``BEGIN IMMEDIATE``
+  transaction, so two processes never claim the same row at the same time;
+* a row is **deleted only after a 2xx**; a failure puts it back with a later
+  ``due_at``, or marks it ``dead`` (kept, never sent, visible);
+* a sender that dies mid-send simply lets its lease run out: the rows become
+  due again and another sender claims them. The event keeps its eventId, so a
+  tracker that did get the first attempt stores it once.
+
+Rows are written with ``synchronous=FULL`` (an accepted event survives a
+power cut); claims and completions with ``NORMAL``, since losing one of those
+only means sending an event again, which the eventId makes harmless.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .events import Event
+
+__all__ = ["DEFAULT_OUTBOX", "Claim", "Outbox", "default_path"]
+
+
+class _DefaultOutbox:
+    def __repr__(self) -> str:
+        return "DEFAULT_OUTBOX"
+
+
+# The ``outbox`` option's default: ``default_path()``, looked up when it is used.
+DEFAULT_OUTBOX: Any = _DefaultOutbox()
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY,
+    destination TEXT NOT NULL,         -- Destination.key: its kind and address, no secrets
+    event_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    event TEXT NOT NULL,               -- the Event as JSON, the same for every attempt
+    created_at REAL NOT NULL,
+    expires_at REAL NOT NULL,          -- past it, a failed event is dead instead of retried
+    due_at REAL NOT NULL,              -- not tried before; a claim pushes it to the lease's end
+    lease TEXT,                        -- the token of the sender that claimed it last
+    attempts INTEGER NOT NULL DEFAULT 0,
+    state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'dead')),
+    last_error TEXT,
+    UNIQUE (destination, event_id)
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (destination, state, due_at);
+"""
+
+
+def default_path() -> Path:
+    """``$BANGI_OUTBOX``, else ``$XDG_STATE_HOME/bangi-landing/outbox.sqlite3``.
+
+    ``XDG_STATE_HOME`` defaults to ``~/.local/state``: one file per user and
+    host, shared by every worker process of a landing.
+    """
+    if env := os.environ.get("BANGI_OUTBOX"):
+        return Path(env)
+    state = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(state) / "bangi-landing" / "outbox.sqlite3"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A row this sender may deliver until its lease runs out."""
+
+    id: int
+    event: Event
+    attempts: int  # before this one
+    expires_at: float
+
+
+class Outbox:
+    """Events waiting for delivery, in a SQLite file.
+
+    Safe to use from many threads and processes: each thread of each process
+    opens its own connection (a forked child never touches its parent's).
+
+    :param path: the SQLite file; its directory is created if needed.
+    :param clock: wall-clock seconds, shared by all processes (tests pass a fake).
+    """
+
+    BUSY_TIMEOUT = 30.0  # another process's transaction: wait rather than fail
+
+    def __init__(self, path: str | os.PathLike[str], *, clock: Callable[[], float] = time.time):
+        self.path = Path(path)
+        self.clock = clock
+        self._local = threading.local()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with _GUARD.held:
+            self._connection().executescript(_SCHEMA)  # its own transaction
+
+    # Writing events
+
+    def add(self, events: Sequence[Event], destinations: Sequence[str], *, max_age: float) -> None:
+        """Store each event once per destination (again: ignored), durably, in one transaction."""
+        now = self.clock()
+        rows = [
+            (key, e.event_id, e.kind, text, e.created_at, e.created_at + max_age, now)
+            for e in events
+            for text in (json.dumps(e.to_dict()),)
+            for key in destinations
+        ]
+        with self._transaction(durable=True) as db:
+            db.executemany(
+                "INSERT OR IGNORE INTO outbox"
+                " (destination, event_id, kind, event, created_at, expires_at, due_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+
+    # Delivering them
+
+    def claim(self, destination: str, lease: str, *, limit: int, until: float) -> list[Claim]:
+        """Up to ``limit`` due rows of ``destination``, oldest first, leased until ``until``."""
+        now = self.clock()
+        with self._transaction() as db:
+            rows = db.execute(
+                "UPDATE outbox SET due_at = ?, lease = ? WHERE id IN ("
+                " SELECT id FROM outbox WHERE destination = ? AND state = 'pending'"
+                " AND due_at <= ? ORDER BY due_at LIMIT ?)"
+                " RETURNING id, event, attempts, expires_at",
+                (until, lease, destination, now, limit),
+            ).fetchall()
+        claims = [
+            Claim(row_id, Event.from_dict(json.loads(text)), attempts, expires_at)
+            for row_id, text, attempts, expires_at in rows
+        ]
+        claims.sort(key=lambda claim: claim.id)
+        return claims
+
+    def extend(self, ids: Sequence[int], lease: str, until: float) -> None:
+        """Keep the lease on rows still to be sent (a slow destination)."""
+        with self._transaction() as db:
+            db.executemany(
+                "UPDATE outbox SET due_at = ? WHERE id = ? AND lease = ?",
+                [(until, row_id, lease) for row_id in ids],
+            )
+
+    def finish(
+        self,
+        lease: str,
+        *,
+        sent: Sequence[int] = (),
+        retry: Sequence[tuple[int, float, str | None]] = (),
+        release: Sequence[int] = (),
+        dead: Sequence[tuple[int, str]] = (),
+    ) -> None:
+        """Record a batch's outcomes in one transaction.
+
+        :param sent: delivered: deleted.
+        :param retry: ``(id, due_at, error)``: failed, tried again from ``due_at``.
+        :param release: not tried (the destination was failing): due again now.
+        :param dead: ``(id, error)``: never to be sent; kept for the operator.
+
+        A row whose lease was taken over by another sender (ours ran out) is
+        left to that sender, except that a delivered row is deleted anyway.
+        """
+        now = self.clock()
+        with self._transaction() as db:
+            db.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in sent])
+            db.executemany(
+                "UPDATE outbox SET due_at = ?, attempts = attempts + 1, last_error = ?"
+                " WHERE id = ? AND lease = ?",
+                [(due_at, error, i, lease) for i, due_at, error in retry],
+            )
+            db.executemany(
+                "UPDATE outbox SET due_at = ? WHERE id = ? AND lease = ?",
+                [(now, i, lease) for i in release],
+            )
+            db.executemany(
+                "UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = ?"
+                " WHERE id = ? AND lease = ?",
+                [(error, i, lease) for i, error in dead],
+            )
+
+    def next_due(self, destinations: Sequence[str]) -> float | None:
+        """When the earliest pending row of these destinations is due, or None."""
+        return self._one(  # type: ignore[no-any-return]
+            "SELECT MIN(due_at) FROM outbox WHERE state = 'pending'"
+            " AND destination IN (SELECT value FROM json_each(?))",
+            (json.dumps(list(destinations)),),
+        )
+
+    # For the operator
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Rows per destination and state (``pending``, ``dead``)."""
+        result: dict[str, dict[str, int]] = {}
+        for destination, state, count in self._all(
+            "SELECT destination, state, COUNT(*) FROM outbox GROUP BY destination, state"
+        ):
+            result.setdefault(destination, {"pending": 0, "dead": 0})[state] = count
+        return result
+
+    def depth(self) -> int:
+        """Events waiting to be sent, all destinations."""
+        return int(self._one("SELECT COUNT(*) FROM outbox WHERE state = 'pending'"))
+
+    def oldest_pending(self) -> float | None:
+        return self._one(  # type: ignore[no-any-return]
+            "SELECT MIN(created_at) FROM outbox WHERE state = 'pending'"
+        )
+
+    def dead_errors(self, limit: int = 10) -> list[tuple[str, str, int]]:
+        """The most common reasons events died: ``(destination, error, count)``."""
+        return self._all(
+            "SELECT destination, COALESCE(last_error, ''), COUNT(*) AS n FROM outbox"
+            " WHERE state = 'dead' GROUP BY 1, 2 ORDER BY n DESC LIMIT ?",
+            (limit,),
+        )
+
+    def dead_count(self) -> int:
+        return int(self._one("SELECT COUNT(*) FROM outbox WHERE state = 'dead'"))
+
+    def retry_dead(self, *, max_age: float, batch: int = 1000) -> Iterator[int]:
+        """Make dead events pending again, with ``max_age`` more to live; yields per batch."""
+        yield from self._each_dead_batch(
+            "UPDATE outbox SET state = 'pending', attempts = 0, due_at = :now,"
+            " expires_at = :now + :max_age WHERE id IN (SELECT id FROM outbox"
+            " WHERE state = 'dead' LIMIT :batch)",
+            {"max_age": max_age, "batch": batch},
+        )
+
+    def purge_dead(self, *, batch: int = 1000) -> Iterator[int]:
+        """Delete dead events; yields the number deleted per batch."""
+        yield from self._each_dead_batch(
+            "DELETE FROM outbox WHERE id IN"
+            " (SELECT id FROM outbox WHERE state = 'dead' LIMIT :batch)",
+            {"batch": batch},
+        )
+
+    def _each_dead_batch(self, sql: str, params: dict[str, float]) -> Iterator[int]:
+        # Short transactions, so running senders are never held up for long.
+        while True:
+            with self._transaction() as db:
+                changed = db.execute(sql, {**params, "now": self.clock()}).rowcount
+            if not changed:
+                return
+            yield changed
+
+    # Connections
+
+    def close(self) -> None:
+        """Close this thread's connection (others close when their thread's storage goes)."""
+        connection = getattr(self._local, "connection", None)
+        if connection is not None and getattr(self._local, "pid", None) == os.getpid():
+            connection.close()
+        self._local.__dict__.clear()
+
+    def _one(self, sql: str, params: Sequence[object] = ()) -> Any:
+        """The first column of the first row of a read."""
+        rows = self._all(sql, params)
+        return rows[0][0] if rows else None
+
+    def _all(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
+        with _GUARD.held:
+            return self._connection().execute(sql, params).fetchall()
+
+    def _connection(self) -> sqlite3.Connection:
+        local = self._local
+        if getattr(local, "pid", None) != os.getpid():
+            # A connection must not cross a fork (SQLite's rule). The parent's
+            # stays referenced, never closed here: closing it could disturb
+            # the parent's locks on the file.
+            if local.__dict__:
+                _INHERITED.append(local.__dict__.copy())
+                local.__dict__.clear()
+            local.pid = os.getpid()
+            connection = sqlite3.connect(
+                self.path, timeout=self.BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
+            )
+            connection.execute("PRAGMA journal_mode = WAL")
+            local.connection = connection
+            local.durable = None
+        return local.connection  # type: ignore[no-any-return]
+
+    def _transaction(self, *, durable: bool = False) -> _Transaction:
+        return _Transaction(self, durable)
+
+
+_INHERITED: list[dict[str, object]] = []
+
+
+class _ForkGuard:
+    """Held around every SQLite call of this process, and taken before a fork.
+
+    A thread inside SQLite may hold one of SQLite's own global mutexes; a
+    child forked at that moment would inherit it locked and hang on its
+    first query. Forking waits for the call to end instead.
+    """
+
+    def __init__(self) -> None:
+        self.held = threading.Lock()
+        os.register_at_fork(
+            before=self.held.acquire,
+            after_in_parent=self.held.release,
+            after_in_child=self._renew,
+        )
+
+    def _renew(self) -> None:
+        self.held = threading.Lock()
+
+
+_GUARD = _ForkGuard()
+
+
+class _Transaction:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on error): writers queue up front."""
+
+    def __init__(self, outbox: Outbox, durable: bool) -> None:
+        self.outbox = outbox
+        self.durable = durable
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.lock = _GUARD.held
+        self.lock.acquire()
+        try:
+            db = self.outbox._connection()
+            local = self.outbox._local
+            if local.durable is not self.durable:
+                db.execute(f"PRAGMA synchronous = {'FULL' if self.durable else 'NORMAL'}")
+                local.durable = self.durable
+            db.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self.lock.release()
+            raise
+        self.db = db
+        return db
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        try:
+            self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        finally:
+            self.lock.release()

@@ -1,0 +1,188 @@
+"""The outbox on real SQLite: leases, outcomes, the operator's batches, processes sharing a file."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from bangi_landing.events import Event
+from bangi_landing.outbox import Outbox
+
+DAY = 24 * 3600.0
+BANGI = "bangi http://127.0.0.1:1/"
+OTHER = "other http://127.0.0.1:2/"
+
+
+class Clock:
+    def __init__(self, now: float = 1_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def click(n: int = 0) -> Event:
+    return Event("click", f"8f1b5c6e-7a3d-4d20-a7f1-{n:012d}", {"campaignId": 1}, created_at=1e6)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def outbox(tmp_path: Path, clock: Clock) -> Outbox:
+    return Outbox(tmp_path / "outbox.sqlite3", clock=clock)
+
+
+def test_an_event_comes_back_as_it_went_in(outbox: Outbox) -> None:
+    event = click()
+    outbox.add([event], [BANGI], max_age=DAY)
+    [claim] = outbox.claim(BANGI, "a", limit=10, until=outbox.clock() + 60)
+    assert claim.event == event
+    assert (claim.attempts, claim.expires_at) == (0, event.created_at + DAY)
+
+
+def test_one_row_per_destination_and_adding_again_changes_nothing(outbox: Outbox) -> None:
+    events = [click(i) for i in range(3)]
+    outbox.add(events, [BANGI, OTHER], max_age=DAY)
+    outbox.add(events, [BANGI, OTHER], max_age=DAY)
+    assert outbox.counts() == {BANGI: {"pending": 3, "dead": 0}, OTHER: {"pending": 3, "dead": 0}}
+
+
+def test_a_claimed_row_is_nobody_elses_until_its_lease_runs_out(
+    outbox: Outbox, clock: Clock
+) -> None:
+    outbox.add([click()], [BANGI], max_age=DAY)
+    assert len(outbox.claim(BANGI, "a", limit=10, until=clock.now + 60)) == 1
+    assert outbox.claim(BANGI, "b", limit=10, until=clock.now + 60) == []
+    clock.now += 61  # "a" died mid-send
+    [claim] = outbox.claim(BANGI, "b", limit=10, until=clock.now + 60)
+    outbox.finish("a", retry=[(claim.id, clock.now + 5, "late")])  # a stale lease changes nothing
+    outbox.finish("b", sent=[claim.id])
+    assert outbox.depth() == 0
+
+
+def test_claims_take_the_oldest_due_rows_of_one_destination(outbox: Outbox, clock: Clock) -> None:
+    outbox.add([click(i) for i in range(5)], [BANGI], max_age=DAY)
+    outbox.add([click(9)], [OTHER], max_age=DAY)
+    claims = outbox.claim(BANGI, "a", limit=3, until=clock.now + 60)
+    assert [c.event.click_id[-1] for c in claims] == ["0", "1", "2"]
+
+
+def test_outcomes(outbox: Outbox, clock: Clock) -> None:
+    outbox.add([click(i) for i in range(4)], [BANGI], max_age=DAY)
+    sent, retried, released, dead = outbox.claim(BANGI, "a", limit=4, until=clock.now + 60)
+    outbox.finish(
+        "a",
+        sent=[sent.id],
+        retry=[(retried.id, clock.now + 30, "HTTP 503: down")],
+        release=[released.id],
+        dead=[(dead.id, "HTTP 400: bad")],
+    )
+    assert [c.id for c in outbox.claim(BANGI, "b", limit=9, until=clock.now + 60)] == [released.id]
+    clock.now += 31
+    [again] = outbox.claim(BANGI, "b", limit=9, until=clock.now + 60)
+    assert (again.id, again.attempts) == (retried.id, 1)
+    assert outbox.dead_errors() == [(BANGI, "HTTP 400: bad", 1)]
+    assert outbox.counts() == {BANGI: {"pending": 2, "dead": 1}}
+
+
+def test_next_due_and_oldest(outbox: Outbox, clock: Clock) -> None:
+    assert outbox.next_due([BANGI]) is None
+    outbox.add([click()], [BANGI], max_age=DAY)
+    assert outbox.next_due([BANGI]) == clock.now
+    assert outbox.next_due([OTHER]) is None
+    assert outbox.oldest_pending() == 1e6
+
+
+def test_dead_events_can_be_revived_or_purged_in_batches(outbox: Outbox, clock: Clock) -> None:
+    outbox.add([click(i) for i in range(25)], [BANGI], max_age=DAY)
+    claims = outbox.claim(BANGI, "a", limit=25, until=clock.now + 60)
+    outbox.finish("a", dead=[(c.id, "expired") for c in claims])
+    clock.now += 2 * DAY
+    assert list(outbox.retry_dead(max_age=DAY, batch=10)) == [10, 10, 5]
+    revived = outbox.claim(BANGI, "b", limit=100, until=clock.now + 60)
+    assert len(revived) == 25
+    assert {c.expires_at for c in revived} == {clock.now + DAY}
+    assert {c.attempts for c in revived} == {0}
+    outbox.finish("b", dead=[(c.id, "x") for c in revived[:12]], sent=[c.id for c in revived[12:]])
+    assert list(outbox.purge_dead(batch=5)) == [5, 5, 2]
+    assert outbox.counts() == {}
+
+
+def _claim_everything(path: str, name: str, results: multiprocessing.Queue[list[int]]) -> None:
+    outbox = Outbox(path)
+    mine: list[int] = []
+    while claims := outbox.claim(BANGI, name, limit=7, until=outbox.clock() + 600):
+        mine += [c.id for c in claims]
+        outbox.finish(name, sent=[c.id for c in claims])
+    results.put(mine)
+
+
+def test_processes_sharing_a_file_never_claim_the_same_row(tmp_path: Path) -> None:
+    path = str(tmp_path / "shared.sqlite3")
+    outbox = Outbox(path)
+    for start in range(0, 2000, 500):
+        outbox.add([click(i) for i in range(start, start + 500)], [BANGI], max_age=DAY)
+    context = multiprocessing.get_context("spawn")
+    results: multiprocessing.Queue[list[int]] = context.Queue()
+    processes = [
+        context.Process(target=_claim_everything, args=(path, f"p{i}", results)) for i in range(4)
+    ]
+    for process in processes:
+        process.start()
+    claimed = [results.get(timeout=60) for _ in processes]
+    for process in processes:
+        process.join(10)
+    every = [row for ids in claimed for row in ids]
+    assert len(every) == len(set(every)) == 2000
+    assert sum(1 for ids in claimed if ids) >= 2  # they really did share the work
+    assert outbox.depth() == 0
+
+
+def test_a_fork_while_another_thread_writes_does_not_hang_the_child(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "outbox.sqlite3")
+    stop = threading.Event()
+
+    def write() -> None:
+        n = 0
+        while not stop.is_set():
+            outbox.add([click(n)], [BANGI], max_age=DAY)
+            n += 1
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    from_child = click(10**9)
+    try:
+        for _ in range(20):
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    outbox.add([from_child], [OTHER], max_age=DAY)
+                    os._exit(0 if outbox.counts()[OTHER]["pending"] == 1 else 1)
+                finally:
+                    os._exit(2)
+            assert exit_code(pid, timeout=10) == 0
+    finally:
+        stop.set()
+        writer.join()
+
+
+def exit_code(pid: int, *, timeout: float) -> int | None:
+    """The child's exit code, or None (and the child killed) if it hung."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.01)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    return None
