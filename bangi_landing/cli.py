@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import secrets
+import time
 from pathlib import Path
 
 import click
 
 from . import __version__
+from .outbox import Outbox, default_path
+from .retry import RetryPolicy
 from .serving import Site, serve
 
 _host = click.option(
@@ -95,3 +98,81 @@ def demo(host: str, port: int, tracker_port: int, db: Path, outbox: Path) -> Non
         serve([Site.bind("Landing", landing, host, port), tracker_site], echo=click.echo)
     finally:
         store.close()
+
+
+@main.group()
+def outbox() -> None:
+    """Look after the outbox where a landing's events wait for the tracker."""
+
+
+_outbox_path = click.option(
+    "--outbox",
+    "path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=lambda: str(default_path()),
+    show_default="$BANGI_OUTBOX or ~/.local/state/bangi-landing/outbox.sqlite3",
+    help="The outbox file.",
+)
+
+
+def _open(path: Path) -> Outbox:
+    if not path.exists():
+        raise click.ClickException(f"no outbox at {path}")
+    return Outbox(path)
+
+
+@outbox.command()
+@_outbox_path
+def status(path: Path) -> None:
+    """What is waiting, per destination, and why events died."""
+    box = _open(path)
+    click.echo(f"Outbox: {path}")
+    counts = box.counts()
+    if not counts:
+        click.echo("Empty: every event was delivered.")
+    for destination, states in sorted(counts.items()):
+        click.echo(f"  {destination}: {states['pending']} pending, {states['dead']} dead")
+    oldest = box.oldest_pending()
+    if oldest is not None:
+        click.echo(f"Oldest pending event: {_age(time.time() - oldest)} old")
+    if reasons := box.dead_errors():
+        click.echo("Dead events, most common reasons first:")
+        for destination, error, count in reasons:
+            click.echo(f"  {count:>7}  {destination}  {error}")
+
+
+@outbox.command("retry-dead")
+@_outbox_path
+@click.option(
+    "--max-age",
+    type=click.FloatRange(min=0, min_open=True),
+    default=RetryPolicy.max_age / 3600,
+    show_default=True,
+    help="Hours each revived event gets before it dies again.",
+)
+def retry_dead(path: Path, max_age: float) -> None:
+    """Send dead events again (after fixing what made them fail)."""
+    box = _open(path)
+    with click.progressbar(length=box.dead_count(), label="Reviving dead events") as bar:
+        for done in box.retry_dead(max_age=max_age * 3600):
+            bar.update(done)
+    click.echo("Running landings pick them up within seconds.")
+
+
+@outbox.command("purge-dead")
+@_outbox_path
+@click.confirmation_option(prompt="Delete every dead event for good?")
+def purge_dead(path: Path) -> None:
+    """Delete dead events for good."""
+    box = _open(path)
+    with click.progressbar(length=box.dead_count(), label="Deleting dead events") as bar:
+        for done in box.purge_dead():
+            bar.update(done)
+
+
+def _age(seconds: float) -> str:
+    minutes = int(seconds // 60)
+    if minutes < 1:
+        return f"{int(seconds)} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if hours else f"{minutes} min"
