@@ -137,7 +137,8 @@ class BangiLanding:
     :param durable_clicks: write each click to the outbox before its page is
         returned, as leads always are, instead of within 100 ms after.
     :param sender: what delivers events; by default a background sender posting
-        to ``tracker_url`` through ``outbox``.
+        to ``tracker_url`` through ``outbox``. Its ``start()``, if it has one, is
+        called on each request.
     """
 
     def __init__(
@@ -180,8 +181,12 @@ class BangiLanding:
         self.sender: Sender = sender or BackgroundSender(
             [BangiTracker(self.tracker_url)], outbox=config.outbox(outbox)
         )
+        # A sender with start() (the background one) is started by the first request.
+        self._start_sender = getattr(self.sender, "start", None)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if self._start_sender is not None:
+            self._start_sender()
         try:
             journey = self._restore(environ)
         except Exception:

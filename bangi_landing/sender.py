@@ -187,6 +187,18 @@ class BackgroundSender:
             logger.exception("bangi-landing: could not accept a %s event", event.kind)
             return False
 
+    def start(self) -> None:
+        """Start the threads if they are not running (in this process). Never raises.
+
+        The middleware calls it on every request, so a restarted landing
+        delivers what waits in the outbox from its first request on, even one
+        that reports nothing.
+        """
+        try:
+            self._ensure_threads()
+        except Exception:
+            logger.exception("bangi-landing: could not start the sender")
+
     def flush(self, timeout: float = EXIT_FLUSH_TIMEOUT) -> bool:
         """Write what is queued to the outbox, then wait while anything due is being sent.
 

@@ -8,10 +8,12 @@ import socket
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+from werkzeug.test import Client
 
 from bangi_landing import BangiLanding, ConfigurationError
 from bangi_landing.click_id import JourneyCookie, _JourneySigner
@@ -364,6 +366,36 @@ def test_post_elsewhere_is_no_lead(landing: Landing) -> None:
     landing.get()
     landing.post("/other", data={"offer_id": "1"})
     assert landing.events(type="lead") == []
+
+
+# Durability
+
+
+@pytest.mark.parametrize("durable_clicks", [False, True])
+def test_a_lead_is_in_the_outbox_before_the_submit_response(
+    tracker: Tracker, tmp_path: Path, durable_clicks: bool
+) -> None:
+    middleware = wrap(tracker, outbox=tmp_path / "box.sqlite3", durable_clicks=durable_clicks)
+    sender = middleware.sender
+    assert isinstance(sender, BackgroundSender) and sender.outbox is not None
+    sender._ensure_threads = lambda: None  # type: ignore[method-assign]  # no writer behind
+    client = Client(middleware)
+    client.get("/")  # a click: queued, or written at once when asked
+    assert sender.outbox.depth() == (1 if durable_clicks else 0)
+    client.post("/submit", data={"offer": "1"})
+    assert sender.outbox.depth() == (2 if durable_clicks else 1)
+
+
+def test_outbox_none_keeps_events_in_memory(tracker: Tracker) -> None:
+    middleware = wrap(tracker, outbox=None)
+    assert isinstance(middleware.sender, BackgroundSender)
+    assert middleware.sender.outbox is None
+
+
+def test_an_unusable_outbox_is_named_at_start(tracker: Tracker, tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a directory")
+    with pytest.raises(ConfigurationError, match=r"outbox \(BANGI_OUTBOX\) .*file/box"):
+        wrap(tracker, outbox=tmp_path / "file" / "box.sqlite3")
 
 
 # Never in the way

@@ -65,8 +65,7 @@ def test_purge_dead_asks_first(outbox: Outbox) -> None:
     )
     assert refused.exit_code == 1
     assert outbox.dead_count() == 1500
-    code, output = run("purge-dead", "--outbox", str(outbox.path), "--yes")
-    assert code == 0
+    assert run("purge-dead", "--outbox", str(outbox.path), "--yes")[0] == 0
     assert outbox.counts() == {BANGI: {"pending": 3, "dead": 0}}
 
 

@@ -1,0 +1,24 @@
+"""The landing the fault tests run under gunicorn: tests/landing.py's app, wrapped.
+
+Retries are fast (a tenth of a second, growing to half a second) so a test
+sees a tracker come back within moments; the rest is the default setup.
+"""
+
+from __future__ import annotations
+
+import os
+
+from bangi_landing import BangiLanding
+from bangi_landing.destinations import BangiTracker
+from bangi_landing.outbox import Outbox
+from bangi_landing.retry import RetryPolicy
+from bangi_landing.sender import BackgroundSender
+
+from .landing import landing_app
+
+sender = BackgroundSender(
+    [BangiTracker(os.environ["BANGI_TRACKER_URL"], timeout=(1.0, 2.0))],
+    outbox=Outbox(os.environ["BANGI_OUTBOX"]),
+    retry=RetryPolicy(first=0.1, longest=0.5),
+)
+app = BangiLanding(landing_app, campaign_id=1, secret_key="fault-test-secret-key", sender=sender)
