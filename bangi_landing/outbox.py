@@ -47,6 +47,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY,
     destination TEXT NOT NULL,         -- Destination.key: its kind and address, no secrets
     event_id TEXT NOT NULL,
+    click_id TEXT NOT NULL,
     kind TEXT NOT NULL,
     event TEXT NOT NULL,               -- the Event as JSON, the same for every attempt
     created_at REAL NOT NULL,
@@ -59,6 +60,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     UNIQUE (destination, event_id)
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (destination, state, due_at);
+CREATE INDEX IF NOT EXISTS outbox_journey ON outbox (destination, click_id, id);
 """
 
 
@@ -110,7 +112,7 @@ class Outbox:
         """Store each event once per destination (again: ignored), durably, in one transaction."""
         now = self.clock()
         rows = [
-            (key, e.event_id, e.kind, text, e.created_at, e.created_at + max_age, now)
+            (key, e.event_id, e.click_id, e.kind, text, e.created_at, e.created_at + max_age, now)
             for e in events
             for text in (json.dumps(e.to_dict()),)
             for key in destinations
@@ -118,21 +120,29 @@ class Outbox:
         with self._transaction(durable=True) as db:
             db.executemany(
                 "INSERT OR IGNORE INTO outbox"
-                " (destination, event_id, kind, event, created_at, expires_at, due_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                " (destination, event_id, click_id, kind, event, created_at, expires_at, due_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
 
     # Delivering them
 
     def claim(self, destination: str, lease: str, *, limit: int, until: float) -> list[Claim]:
-        """Up to ``limit`` due rows of ``destination``, oldest first, leased until ``until``."""
+        """Up to ``limit`` due rows of ``destination``, oldest first, leased until ``until``.
+
+        A row waits while an older one of the same journey is pending (being
+        retried, or claimed by another sender): the tracker must get a click
+        before its lead, or the lead loses its campaign context (seed 004).
+        """
         now = self.clock()
         with self._transaction() as db:
             rows = db.execute(
                 "UPDATE outbox SET due_at = ?, lease = ? WHERE id IN ("
-                " SELECT id FROM outbox WHERE destination = ? AND state = 'pending'"
-                " AND due_at <= ? ORDER BY due_at LIMIT ?)"
+                " SELECT id FROM outbox AS o WHERE destination = ? AND state = 'pending'"
+                " AND due_at <= ? AND NOT EXISTS (SELECT 1 FROM outbox AS older"
+                "  WHERE older.destination = o.destination AND older.click_id = o.click_id"
+                "  AND older.id < o.id AND older.state = 'pending')"
+                " ORDER BY due_at, id LIMIT ?)"
                 " RETURNING id, event, attempts, expires_at",
                 (until, lease, destination, now, limit),
             ).fetchall()
@@ -172,16 +182,22 @@ class Outbox:
         """
         now = self.clock()
         with self._transaction() as db:
-            db.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in sent])
+            if sent:
+                db.execute(
+                    "DELETE FROM outbox WHERE id IN (SELECT value FROM json_each(?))",
+                    (json.dumps(list(sent)),),
+                )
             db.executemany(
                 "UPDATE outbox SET due_at = ?, attempts = attempts + 1, last_error = ?"
                 " WHERE id = ? AND lease = ?",
                 [(due_at, error, i, lease) for i, due_at, error in retry],
             )
-            db.executemany(
-                "UPDATE outbox SET due_at = ? WHERE id = ? AND lease = ?",
-                [(now, i, lease) for i in release],
-            )
+            if release:
+                db.execute(
+                    "UPDATE outbox SET due_at = ? WHERE lease = ?"
+                    " AND id IN (SELECT value FROM json_each(?))",
+                    (now, lease, json.dumps(list(release))),
+                )
             db.executemany(
                 "UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = ?"
                 " WHERE id = ? AND lease = ?",
@@ -280,13 +296,13 @@ class Outbox:
             if local.__dict__:
                 _INHERITED.append(local.__dict__.copy())
                 local.__dict__.clear()
-            local.pid = os.getpid()
             connection = sqlite3.connect(
                 self.path, timeout=self.BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
             )
             connection.execute("PRAGMA journal_mode = WAL")
             local.connection = connection
             local.durable = None
+            local.pid = os.getpid()  # last: a failed connect is tried again next time
         return local.connection  # type: ignore[no-any-return]
 
     def _transaction(self, *, durable: bool = False) -> _Transaction:

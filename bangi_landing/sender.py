@@ -119,7 +119,7 @@ class BackgroundSender:
         outbox: Outbox | None = None,
         queue_size: int = 10_000,
         retry: RetryPolicy = RetryPolicy(),  # noqa: B008 (frozen, shared safely)
-        batch_size: int = 50,
+        batch_size: int = 100,
         lease: float = 60.0,
         clock: Callable[[], float] = time.time,
         report_interval: float = 60.0,

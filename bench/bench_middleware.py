@@ -5,16 +5,19 @@
 1. Wrapped ÷ bare time per request for the demo landing page, in-process,
    alternating batches in one run: a returning visitor (valid cookie) and a new
    visitor (a click is reported to a fast loopback sink in the background).
+   B delivers through the outbox (on, in a temporary directory).
 2. p99 page latency with a tracker that answers after 2 s, and one that never
-   answers, ÷ p99 with an instant tracker.
+   answers, ÷ p99 with an instant tracker, outbox on.
 """
 
 from __future__ import annotations
 
 import copy
 import io
+import os
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -142,5 +145,7 @@ def slow_tracker_bench() -> None:
 
 
 if __name__ == "__main__":
-    ratio_bench()
-    slow_tracker_bench()
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["BANGI_OUTBOX"] = str(Path(tmp) / "outbox.sqlite3")  # the default sender's
+        ratio_bench()
+        slow_tracker_bench()

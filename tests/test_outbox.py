@@ -186,3 +186,19 @@ def exit_code(pid: int, *, timeout: float) -> int | None:
     os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
     return None
+
+
+def test_a_lead_waits_for_its_click(outbox: Outbox, clock: Clock) -> None:
+    journey = "0b8e4c1a-6f2d-4e3b-9a7c-5d1e2f3a4b5c"
+    first, then = Event("click", journey, {}), Event("lead", journey, {})
+    outbox.add([first], [BANGI], max_age=DAY)
+    outbox.add([then, click(1)], [BANGI], max_age=DAY)
+    claims = outbox.claim(BANGI, "a", limit=10, until=clock.now + 60)
+    assert [c.event.kind for c in claims] == ["click", "click"]  # not the lead yet
+    outbox.finish("a", retry=[(claims[0].id, clock.now + 30, "HTTP 503")], sent=[claims[1].id])
+    clock.now += 100
+    [retried] = outbox.claim(BANGI, "a", limit=10, until=clock.now + 60)
+    assert retried.event == first
+    outbox.finish("a", sent=[retried.id])
+    [lead] = outbox.claim(BANGI, "a", limit=10, until=clock.now + 60)
+    assert lead.event == then

@@ -27,12 +27,8 @@ class BangiTracker(HttpDestination):
         super().__init__(timeout=timeout)
         self.url = url.rstrip("/") + "/"
         self.key = f"bangi {self.url}"
+        self._urls = {kind: urljoin(self.url, path) for kind, path in _PATHS.items()}
 
     def deliver(self, event: Event) -> None:
         body = json.dumps(event.payload(), separators=(",", ":")).encode()
-        self.request(
-            "POST",
-            urljoin(self.url, _PATHS[event.kind]),
-            body=body,
-            content_type="application/json",
-        )
+        self.request("POST", self._urls[event.kind], body=body, content_type="application/json")

@@ -14,6 +14,7 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -67,13 +68,12 @@ class HttpDestination:
         self, method: str, url: str, *, body: bytes | None = None, content_type: str | None = None
     ) -> HttpResponse:
         """Send one request; return a 2xx response or raise DeliveryError."""
-        parts = urlsplit(url)
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        scheme, host, port, target = _split(url)
         headers = {"User-Agent": _USER_AGENT}
         if content_type:
             headers["Content-Type"] = content_type
         for fresh in (False, True):
-            connection, reused = self._connection(parts.scheme, parts.hostname or "", parts.port)
+            connection, reused = self._connection(scheme, host, port)
             try:
                 connection.request(method, target, body=body, headers=headers)
                 raw = connection.getresponse()
@@ -132,6 +132,14 @@ class HttpDestination:
         connection.sock.settimeout(read_timeout)
         local.connections[key] = connection
         return connection, False
+
+
+@lru_cache(maxsize=256)
+def _split(url: str) -> tuple[str, str, int | None, str]:
+    """Scheme, host, port and request target: a destination posts to the same few URLs."""
+    parts = urlsplit(url)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return parts.scheme, parts.hostname or "", parts.port, target
 
 
 def parse_retry_after(value: str | None) -> float | None:
