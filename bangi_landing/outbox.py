@@ -133,15 +133,16 @@ class Outbox:
         A row waits while an older one of the same journey is pending (being
         retried, or claimed by another sender): the tracker must get a click
         before its lead, or the lead loses its campaign context (seed 004).
+        A click starts its journey, so it never waits (and skips the check).
         """
         now = self.clock()
         with self._transaction() as db:
             rows = db.execute(
                 "UPDATE outbox SET due_at = ?, lease = ? WHERE id IN ("
                 " SELECT id FROM outbox AS o WHERE destination = ? AND state = 'pending'"
-                " AND due_at <= ? AND NOT EXISTS (SELECT 1 FROM outbox AS older"
+                " AND due_at <= ? AND (kind = 'click' OR NOT EXISTS (SELECT 1 FROM outbox AS older"
                 "  WHERE older.destination = o.destination AND older.click_id = o.click_id"
-                "  AND older.id < o.id AND older.state = 'pending')"
+                "  AND older.id < o.id AND older.state = 'pending'))"
                 " ORDER BY due_at, id LIMIT ?)"
                 " RETURNING id, event, attempts, expires_at",
                 (until, lease, destination, now, limit),

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("bangi_landing")
 
 EXIT_FLUSH_TIMEOUT = 2.0
+ORDER_WAIT = 1.0  # longest a lead waits for earlier events to reach the outbox
 
 
 class Stats:
@@ -151,6 +152,7 @@ class BackgroundSender:
         self._lease_token = f"{socket.gethostname()}:{self._pid}:{secrets.token_hex(4)}"
         self._wake = threading.Event()
         self._settled = threading.Condition()
+        self._done_total = 0  # events taken off the queue and written
         self._passes = 0  # delivery passes started
         self._settled_pass = -1  # the last pass that found nothing due
         self._paused_until: dict[str, float] = {}
@@ -169,7 +171,7 @@ class BackgroundSender:
         try:
             self._ensure_threads()
             if durable and self.outbox is not None:
-                accepted = self._write([event])
+                accepted = self._write_after_queued(event)
             else:
                 try:
                     self._queue.put_nowait(event)
@@ -179,7 +181,8 @@ class BackgroundSender:
                         self.stats.add("dropped")
                         self.failure_log.warning("bangi-landing: send queue full, dropped an event")
                         return False
-                    accepted = self._write([event])  # the page waits a little; nothing is lost
+                    # The page waits a little; nothing is lost.
+                    accepted = self._write_after_queued(event)
             if accepted:
                 self.stats.add("queued")
             return accepted
@@ -209,8 +212,7 @@ class BackgroundSender:
         if self.outbox is not None and self._pid == os.getpid():
             taken = self._take_queued(self.queue_size)
             self._write(taken)
-            for _ in taken:
-                self._queue.task_done()
+            self._done(len(taken))
         with self._queue.all_tasks_done:
             while self._queue.unfinished_tasks:
                 if not self._queue.all_tasks_done.wait(max(0.0, deadline - time.monotonic())):
@@ -263,8 +265,28 @@ class BackgroundSender:
             try:
                 self._write(events, retry_forever=True)
             finally:
-                for _ in events:
-                    self._queue.task_done()
+                self._done(len(events))
+
+    def _done(self, count: int) -> None:
+        """``count`` events taken from the queue are written (or given up on)."""
+        for _ in range(count):
+            self._queue.task_done()
+        with self._queue.all_tasks_done:
+            self._done_total += count
+            self._queue.all_tasks_done.notify_all()
+
+    def _write_after_queued(self, event: Event) -> bool:
+        """Write ``event`` once everything queued before it is written.
+
+        The outbox sends a journey's rows in the order they were written, so a
+        lead must not overtake its click, still on its way to the outbox. The
+        writer takes milliseconds; after ``ORDER_WAIT`` s the event goes anyway.
+        """
+        condition = self._queue.all_tasks_done
+        with condition:
+            target = self._done_total + self._queue.unfinished_tasks
+            condition.wait_for(lambda: self._done_total >= target, ORDER_WAIT)
+        return self._write([event])
 
     def _take_queued(self, limit: int = 1000) -> list[Event]:
         events: list[Event] = []

@@ -10,6 +10,7 @@ import logging
 import os
 import socket
 import sys
+import threading
 import time
 import types
 import uuid
@@ -93,7 +94,10 @@ def test_a_durable_event_is_in_the_outbox_when_submit_returns(outbox: Outbox, cl
     assert outbox.depth() == 1
 
 
-def test_a_full_queue_writes_through_instead_of_dropping(outbox: Outbox, clock: Clock) -> None:
+def test_a_full_queue_writes_through_instead_of_dropping(
+    outbox: Outbox, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("bangi_landing.sender.ORDER_WAIT", 0.01)  # no writer to wait for
     sender = sender_for("http://127.0.0.1:9", outbox, clock, queue_size=2)
     sender._ensure_threads = lambda: None  # type: ignore[method-assign]  # the queue never drains
     assert all(sender.submit(click()) for _ in range(10))
@@ -101,6 +105,24 @@ def test_a_full_queue_writes_through_instead_of_dropping(outbox: Outbox, clock: 
     assert sender.flush(5)  # writes the two still queued
     assert outbox.depth() == 10
     assert sender.stats.snapshot()["dropped"] == 0
+
+
+def test_a_lead_is_written_after_what_was_queued_before_it(outbox: Outbox, clock: Clock) -> None:
+    sender = sender_for("http://127.0.0.1:9", outbox, clock)
+    sender._ensure_threads = lambda: None  # type: ignore[method-assign]  # the test is the writer
+    journey = str(uuid.uuid4())
+    sender.submit(Event("click", journey, {}))
+    lead = Event("lead", journey, {})
+    submitting = threading.Thread(target=sender.submit, args=(lead,), kwargs={"durable": True})
+    submitting.start()
+    submitting.join(0.2)
+    assert submitting.is_alive() and outbox.depth() == 0  # the lead waits for its click
+    assert sender.flush(5)  # writes the queued click, as the writer thread would
+    submitting.join(5)
+    assert [kind for (kind,) in outbox._all("SELECT kind FROM outbox ORDER BY id")] == [
+        "click",
+        "lead",
+    ]
 
 
 def test_server_error_is_retried_with_backoff_and_the_same_event_id(
