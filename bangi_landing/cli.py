@@ -16,9 +16,10 @@ from .serving import Site, serve
 _host = click.option(
     "--host", default="127.0.0.1", show_default=True, help="Interface to listen on."
 )
+_FILE = click.Path(dir_okay=False, path_type=Path)
 _db = click.option(
     "--db",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=_FILE,
     default="bangi-tracker.sqlite3",
     show_default=True,
     help="SQLite file where the tracker keeps its events.",
@@ -26,7 +27,7 @@ _db = click.option(
 _port = click.IntRange(0, 65535)  # 0: any free port
 _outbox = click.option(
     "--outbox",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=_FILE,
     default="bangi-outbox.sqlite3",
     show_default=True,
     help="SQLite file where the landing's events wait for the tracker.",
@@ -108,7 +109,7 @@ def outbox() -> None:
 _outbox_path = click.option(
     "--outbox",
     "path",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=_FILE,
     default=lambda: str(default_path()),
     show_default="$BANGI_OUTBOX or ~/.local/state/bangi-landing/outbox.sqlite3",
     help="The outbox file.",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import re
-import socket
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from bangi_landing.sender import BackgroundSender
 
 from .conftest import Tracker
 from .landing import landing_app
-from .utils import live_server
+from .utils import live_server, silent_tracker
 
 SECRET = "test-secret-key-0123456789"
 SUB1 = re.compile(r'<input type="hidden" name="sub1" value="([0-9a-f-]{36})">')
@@ -403,21 +402,14 @@ def test_an_unusable_outbox_is_named_at_start(tracker: Tracker, tmp_path: Path) 
 
 
 def test_dead_tracker_costs_the_page_nothing(tracker: Tracker) -> None:
-    # A tracker that accepts connections and never answers.
-    silent = socket.socket()
-    silent.bind(("127.0.0.1", 0))
-    silent.listen(100)
-    host, port = silent.getsockname()
-    middleware = BangiLanding(
-        landing_app, tracker_url=f"http://{host}:{port}", campaign_id=1, secret_key=SECRET
-    )
-    try:
+    with silent_tracker() as tracker_url:
+        middleware = BangiLanding(
+            landing_app, tracker_url=tracker_url, campaign_id=1, secret_key=SECRET
+        )
         with live_server(middleware) as url, requests.Session() as browser:
             for _ in range(5):  # each would wait 10 s if reporting were in the request
                 assert browser.get(url + "/", timeout=2).status_code == 200
                 browser.cookies.clear()
-    finally:
-        silent.close()
 
 
 def test_rewriter_failure_serves_the_page_unmodified(

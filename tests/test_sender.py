@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import sys
 import threading
 import time
@@ -28,7 +27,7 @@ from bangi_landing.sender import BackgroundSender, ThrottledLog
 
 from .conftest import Tracker
 from .test_outbox import Clock, exit_code
-from .utils import Sink, live_server
+from .utils import Sink, live_server, silent_tracker
 
 
 def click(campaign_id: int = 1) -> Event:
@@ -319,16 +318,10 @@ def test_the_threads_restart_in_a_forked_child(
 
 
 def test_flush_gives_up_after_its_timeout(outbox: Outbox, clock: Clock) -> None:
-    blocker = socket.socket()  # accepts, never answers
-    blocker.bind(("127.0.0.1", 0))
-    blocker.listen(10)
-    try:
-        url = f"http://127.0.0.1:{blocker.getsockname()[1]}"
+    with silent_tracker() as url:
         sender = sender_for(url, outbox, clock, timeout=(1.0, 5.0))
         sender.submit(click())
         assert sender.flush(0.3) is False
-    finally:
-        blocker.close()
 
 
 def test_uwsgi_without_threads_gets_a_clear_warning(
@@ -365,17 +358,11 @@ def test_in_memory_events_are_sent_once_and_failures_counted(
 
 
 def test_in_memory_a_full_queue_drops_and_counts_without_blocking(clock: Clock) -> None:
-    blocker = socket.socket()  # accepts, never answers: the thread is stuck on event one
-    blocker.bind(("127.0.0.1", 0))
-    blocker.listen(10)
-    try:
-        url = f"http://127.0.0.1:{blocker.getsockname()[1]}"
+    with silent_tracker() as url:  # the thread is stuck on event one
         sender = sender_for(url, None, clock, queue_size=3, timeout=(1.0, 5.0))
         results = [sender.submit(click()) for _ in range(10)]
         assert results.count(False) >= 6
         assert sender.stats.snapshot()["dropped"] == results.count(False)
-    finally:
-        blocker.close()
 
 
 def test_throttled_log_reports_what_it_held_back(caplog: pytest.LogCaptureFixture) -> None:

@@ -106,15 +106,20 @@ def fetch(app: WSGIApplication, method: str = "GET", path: str = "/", **kwargs: 
     return response
 
 
-def wrap(app: WSGIApplication, recorder: Recorder) -> WSGIApplication:
-    middleware = BangiLanding(
-        validator(app),
+def middleware(app: WSGIApplication, recorder: Recorder, **options: Any) -> BangiLanding:
+    return BangiLanding(
+        app,
         tracker_url="http://127.0.0.1:9",
         campaign_id=1,
         secret_key="conformance-secret-key",
         sender=recorder,
+        **options,
     )
-    return validator(middleware)
+
+
+def wrap(app: WSGIApplication, recorder: Recorder) -> WSGIApplication:
+    """The middleware between two validators: PEP 3333 checked on both sides."""
+    return validator(middleware(validator(app), recorder))
 
 
 APPS: dict[str, tuple[WSGIApplication, str]] = {
@@ -143,19 +148,13 @@ def test_validated_on_both_sides_and_rewritten(name: str) -> None:
 
 def test_a_one_chunk_list_comes_back_as_a_list() -> None:
     recorder = Recorder()
-    middleware = BangiLanding(
-        list_app,
-        tracker_url="http://127.0.0.1:9",
-        campaign_id=1,
-        secret_key="conformance-secret-key",
-        sender=recorder,
-    )
+    wrapped = middleware(list_app, recorder)
     headers: list[tuple[str, str]] = []
 
     def start_response(status: str, response_headers: list[tuple[str, str]], exc_info: Any) -> Any:
         headers.extend(response_headers)
 
-    app_iter = middleware(create_environ("/"), start_response)
+    app_iter = wrapped(create_environ("/"), start_response)
     assert isinstance(app_iter, list) and len(app_iter) == 1
     assert app_iter[0].count(b'name="sub1"') == 1
     assert "Content-Length" not in dict(headers)
@@ -206,14 +205,7 @@ def test_submit_body_is_handed_over_intact() -> None:
 
 def test_chunked_submit_over_the_limit_is_replayed_whole() -> None:
     recorder = Recorder()
-    middleware = BangiLanding(
-        submit_app_streaming,
-        tracker_url="http://127.0.0.1:9",
-        campaign_id=1,
-        secret_key="conformance-secret-key",
-        sender=recorder,
-        max_submit_size=10,
-    )
+    wrapped = middleware(submit_app_streaming, recorder, max_submit_size=10)
     data = b"offer=1&pad=" + b"y" * 100
     environ = create_environ(
         "/submit",
@@ -223,7 +215,7 @@ def test_chunked_submit_over_the_limit_is_replayed_whole() -> None:
     )
     del environ["CONTENT_LENGTH"]  # a chunked upload: the server says only that it ends
     environ["wsgi.input_terminated"] = True
-    app_iter, status, _ = run_wsgi_app(middleware, environ)
+    app_iter, status, _ = run_wsgi_app(wrapped, environ)
     body = b"".join(app_iter)
     assert (status, body) == ("200 OK", data)
     assert recorder.events[0].params == {}
@@ -241,12 +233,5 @@ def submit_app_streaming(
 @pytest.mark.parametrize("name", APPS)
 def test_werkzeug_lint_finds_nothing(name: str, recwarn: pytest.WarningsRecorder) -> None:
     app, _ = APPS[name]
-    middleware = BangiLanding(
-        LintMiddleware(app),
-        tracker_url="http://127.0.0.1:9",
-        campaign_id=1,
-        secret_key="conformance-secret-key",
-        sender=Recorder(),
-    )
-    fetch(LintMiddleware(middleware))
+    fetch(LintMiddleware(middleware(LintMiddleware(app), Recorder())))
     assert not recwarn.list

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -23,6 +24,15 @@ def live_server(app: WSGIApplication, port: int = 0) -> Iterator[str]:
     """Yield the base URL (no trailing slash) of ``app`` served by a threaded server."""
     with _serving(make_server("127.0.0.1", port, app, threaded=True)) as url:
         yield url
+
+
+@contextmanager
+def silent_tracker() -> Iterator[str]:
+    """The URL of a tracker that accepts connections and never answers."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(100)
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
 
 
 class Sink:
