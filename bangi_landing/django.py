@@ -46,15 +46,8 @@ from django.utils.module_loading import import_string
 
 from . import config, relay
 from .events import Event
-from .middleware import (
-    BangiLanding,
-    Decision,
-    Journey,
-    StreamRewriter,
-    logger,
-    private,
-    vary_on_cookie,
-)
+from .middleware import BangiLanding, Decision, Journey, StreamRewriter, logger
+from .responses import WATCHED, private, vary_on_cookie
 
 __all__ = ["BangiLandingMiddleware", "check_middleware_order", "options_from_settings"]
 
@@ -62,7 +55,6 @@ __all__ = ["BangiLandingMiddleware", "check_middleware_order", "options_from_set
 GetResponse = Callable[[HttpRequest], Any]
 
 _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
-_WATCHED = ("content-type", "content-encoding", "content-disposition", "content-length")
 
 
 def options_from_settings() -> dict[str, Any]:
@@ -207,7 +199,7 @@ class BangiLandingMiddleware(BangiLanding):
         self, request: HttpRequest, journey: Journey, response: HttpResponseBase
     ) -> Decision | None:
         try:
-            found = {name: response.headers[name] for name in _WATCHED if name in response.headers}
+            found = {name: response.headers[name] for name in WATCHED if name in response.headers}
             return self.decide(request.META, journey, response.status_code, found)
         except Exception:
             logger.exception("bangi-landing: could not process a response; serving it as is")

@@ -19,19 +19,31 @@ def journey_event_id(kind: EventKind, click_id: str, detail: str = "") -> str:
     A lead, or a postback with a given status: the same journey gets the same
     eventId, so a form submitted twice or a postback relayed twice is one
     event everywhere (the outbox and the tracker both keep one per eventId).
-    Same shape as a random one: 32 hex digits.
+    Same shape as a random one: 32 hex digits. (A click, the journey's first
+    event, has its clickId's 32 hex digits, see :func:`click_event_id`.)
     """
     data = f"{kind}\x00{click_id}\x00{detail}".encode()
     return hashlib.blake2b(data, digest_size=16, person=b"bangi-event").hexdigest()
 
 
-@dataclass(frozen=True, slots=True)
+def click_event_id(click_id: str) -> str:
+    """The eventId of a journey's click: its clickId's 32 hex digits.
+
+    A journey has one click (the tracker keeps one per clickId), and a fresh
+    clickId is 122 random bits, so the click needs no randomness of its own.
+    """
+    return click_id.replace("-", "")
+
+
+@dataclass(slots=True)
 class Event:
     """One click, lead or postback (a status change) of a journey.
 
     ``event_id`` is sent as the ``eventId`` extra parameter: the tracker stores
     an eventId once per event type, so delivering the same Event twice (a retry
-    after a timeout, a second worker after a crash) records it once.
+    after a timeout, a second worker after a crash) records it once. An event
+    is never changed once made (not frozen only because a frozen dataclass
+    costs a page view a microsecond more to build).
 
     ``journey`` holds what the journey carries beside its clickId: the landing
     URL parameters that destinations asked to keep (AlterCPA Pro's click id),

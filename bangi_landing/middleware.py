@@ -19,7 +19,6 @@ as the app made it (fail open).
 
 from __future__ import annotations
 
-import codecs
 import io
 import json
 import logging
@@ -27,13 +26,11 @@ import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
 from urllib.parse import parse_qsl
 
-from werkzeug.datastructures import ResponseCacheControl
 from werkzeug.formparser import parse_form_data
-from werkzeug.http import dump_header, parse_cache_control_header, parse_options_header
+from werkzeug.http import parse_options_header
 
 from . import config
 from .click_id import (
@@ -44,10 +41,11 @@ from .click_id import (
     parse_click_id,
 )
 from .destinations import BangiTracker, Destination
-from .events import Event, journey_event_id
+from .events import Event, click_event_id, journey_event_id
 from .outbox import DEFAULT_OUTBOX
 from .page_cache import PageCache
 from .relay import StatusRelay
+from .responses import ResponseShapes, classify
 from .rewrite import HtmlRewriter
 from .sender import BackgroundSender
 from .statuses import StatusMapper, as_any_status
@@ -59,7 +57,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("bangi_landing")
 
-HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 ENVIRON_KEY = "bangi.click_id"
 
 # Field names that are never sent to the tracker unless the owner lists them:
@@ -262,6 +259,7 @@ class BangiLanding:
         self.max_submit_size = max_submit_size
         self.link_hosts = tuple(link_hosts)
         self.pages = PageCache(field_name=field_name, link_hosts=self.link_hosts)
+        self.responses = ResponseShapes()
         self.durable_clicks = durable_clicks
         self.visitors = VisitorFilter(bot_agents, prefetch=ignore_prefetch)
         # URL parameters kept for the journey, in its cookie, for the destinations that need them.
@@ -407,7 +405,8 @@ class BangiLanding:
     def _click(self, environ: WSGIEnvironment, journey: Journey) -> Event:
         path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
         params = _ClickParams(environ.get("QUERY_STRING", ""), path, self.campaign_id)
-        return Event("click", journey.click_id, params, journey=dict(journey.params))
+        event_id = click_event_id(journey.click_id)
+        return Event("click", journey.click_id, params, event_id, journey=dict(journey.params))
 
     def _lead(self, journey: Journey) -> Event:
         fields = journey.fields or {}
@@ -426,27 +425,23 @@ class BangiLanding:
     ) -> Decision:
         """What a response of ``journey`` gets: its events, the cookie, the clickId in its forms.
 
-        :param found: the response's ``content-type``, ``content-encoding``,
-            ``content-disposition`` and ``content-length`` headers (lowercase names).
+        :param found: the response's ``content-type``, ``content-encoding`` and
+            ``content-disposition`` headers (lowercase names).
         """
-        mimetype, charset = _content_type(found.get("content-type", ""))
+        return self._decision(environ, journey, code, *classify(code, found))
+
+    def _decision(
+        self, environ: WSGIEnvironment, journey: Journey, code: int, page: bool, rewritable: bool
+    ) -> Decision:
         method = environ.get("REQUEST_METHOD", "GET")
-        is_html = mimetype in HTML_TYPES and not _is_attachment(found.get("content-disposition"))
         events = []
         if journey.is_submit and code < 400:
             events.append(self._lead(journey))
-        elif journey.source == "new" and method == "GET" and 200 <= code < 300 and is_html:
+        elif journey.source == "new" and method == "GET" and 200 <= code < 300 and page:
             events.append(self._click(environ, journey))
         active = journey.source != "new" or bool(events)
         set_cookie = active and code < 400 and journey.save
-        rewrite = (
-            active
-            and is_html
-            and method != "HEAD"
-            and code not in (204, 304)
-            and found.get("content-encoding", "identity").lower() == "identity"
-            and _ascii_compatible(charset)
-        )
+        rewrite = active and rewritable and method != "HEAD"
         return Decision(events, set_cookie, rewrite)
 
     def report(self, event: Event) -> None:
@@ -579,34 +574,18 @@ class _Response:
 
     def _decide(self, status: str, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
         middleware, journey, environ = self.middleware, self.journey, self.environ
-        found = _find_headers(headers)
-        self.events, set_cookie, rewrite = middleware.decide(
-            environ, journey, int(status[:3]), found
+        shape = middleware.responses.get(status, headers)
+        self.events, set_cookie, rewrite = middleware._decision(
+            environ, journey, shape.code, shape.page, shape.rewritable
         )
-        if not (set_cookie or rewrite):
-            return headers
         if rewrite:
             self.rewriting = True
-            length = found.get("content-length", "")
-            self.length = int(length) if length.isascii() and length.isdigit() else -1
-        changed = []
-        vary = cache_control = ""
-        for name, value in headers:
-            lower = name.lower()
-            if lower == "cache-control":  # repeated headers combine, as if comma-joined
-                cache_control = f"{cache_control}, {value}" if cache_control else value
-            elif rewrite and lower == "vary":
-                vary = f"{vary}, {value}" if vary else value
-            elif rewrite and lower == "content-length":
-                pass  # the body grows by the fields
-            elif rewrite and lower == "etag" and not value.startswith("W/"):
-                changed.append((name, "W/" + value))  # same meaning, different bytes
-            else:
-                changed.append((name, value))
-        if rewrite:
-            changed.append(("Vary", vary_on_cookie(vary)))
-        # One visitor's clickId must never reach another from a shared cache.
-        changed.append(("Cache-Control", private(cache_control)))
+            self.length = shape.length
+            changed = [*shape.rewritten]
+        elif set_cookie:
+            changed = [*shape.kept]
+        else:
+            return headers
         if set_cookie:
             secure = environ.get("wsgi.url_scheme") == "https"
             cookie = middleware.cookie.header(journey.click_id, journey.params, secure=secure)
@@ -737,58 +716,3 @@ def _parse_fields(environ: WSGIEnvironment, body: bytes) -> dict[str, Any] | Non
             upload.close()  # uploads are the app's business, not the tracker's
         return {key: values[0] if len(values) == 1 else values for key, values in form.lists()}
     return None
-
-
-_WATCHED = frozenset({"content-type", "content-encoding", "content-disposition", "content-length"})
-
-
-def _find_headers(headers: list[tuple[str, str]]) -> dict[str, str]:
-    """The few response headers the decisions need, by lowercase name, in one pass."""
-    found = {}
-    for name, value in headers:
-        lower = name.lower()
-        if lower in _WATCHED:
-            found[lower] = value
-    return found
-
-
-@lru_cache(maxsize=256)
-def _content_type(value: str) -> tuple[str, str]:
-    mimetype, options = parse_options_header(value)
-    return mimetype, options.get("charset", "utf-8")
-
-
-@lru_cache(maxsize=256)
-def _is_attachment(value: str | None) -> bool:
-    return bool(value) and parse_options_header(value)[0] == "attachment"
-
-
-@lru_cache(maxsize=64)
-def _ascii_compatible(charset: str) -> bool:
-    """Whether markup bytes of this charset are ASCII (so the rewriter can read them)."""
-    try:
-        return "<form>".encode(codecs.lookup(charset).name) == b"<form>"
-    except (LookupError, UnicodeError):
-        return False
-
-
-@lru_cache(maxsize=256)
-def vary_on_cookie(vary: str) -> str:
-    """``Vary`` with ``Cookie`` added: a rewritten page differs per visitor."""
-    names = [name.strip() for name in vary.split(",") if name.strip()]
-    if "*" in names or any(name.lower() == "cookie" for name in names):
-        return vary
-    return dump_header([*names, "Cookie"])
-
-
-@lru_cache(maxsize=256)
-def private(value: str) -> str:
-    """``Cache-Control`` that keeps the response out of shared caches, its other rules kept."""
-    if not value:
-        return "private"
-    cache_control = parse_cache_control_header(value, cls=ResponseCacheControl)
-    cache_control.public = False
-    cache_control.s_maxage = None
-    if not cache_control.no_store:
-        cache_control.private = True
-    return cache_control.to_header()

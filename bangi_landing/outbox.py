@@ -10,7 +10,14 @@ back another one. Every worker process of a host may share one file:
   ``due_at``, or marks it ``dead`` (kept, never sent, visible);
 * a sender that dies mid-send simply lets its lease run out: the rows become
   due again and another sender claims them. The event keeps its eventId, so a
-  tracker that did get the first attempt stores it once.
+  tracker that did get the first attempt stores it once;
+* a journey's rows go **in order, its click first**: a lead or status becomes
+  due ``ORDER_DELAY`` after it is written and then waits while its click, or
+  an older row of its journey, is pending. The delay covers a click still in
+  another worker process's memory (a click reaches the outbox within 100 ms
+  of its page, a lead before its submit's response, and a visitor submits
+  after the page): the tracker must never get a lead before its click, or it
+  files the lead without its campaign (seed 004).
 
 Rows are written with ``synchronous=FULL`` (an accepted event survives a
 power cut); claims and completions with ``NORMAL``, since losing one of those
@@ -83,6 +90,8 @@ CREATE TABLE IF NOT EXISTS journeys (
     expires_at REAL NOT NULL
 ) WITHOUT ROWID;
 """
+
+ORDER_DELAY = 0.25  # seconds a journey's later events wait for its click to be written
 
 # An event already delivered to this destination is not added again (only the
 # once-per-journey kinds are remembered as delivered, see finish()).
@@ -164,8 +173,9 @@ class Outbox:
         now = self.clock()
         routes = destinations if isinstance(destinations, Mapping) else None
         rows = [
-            (key, e.event_id, e.click_id, e.kind, text, e.created_at, e.created_at + max_age, now)
+            (key, e.event_id, e.click_id, e.kind, text, e.created_at, e.created_at + max_age, due)
             for e in events
+            for due in (now if e.kind == "click" else now + ORDER_DELAY,)
             for text in (json.dumps(e.to_dict()),)
             for key in destinations
             if routes is None or e.kind in routes[key]
@@ -201,10 +211,10 @@ class Outbox:
         With ``journeys``, each event's ``journey`` also has what is remembered
         of its journey (the event's own values win).
 
-        A row waits while an older one of the same journey is pending (being
-        retried, or claimed by another sender): the tracker must get a click
-        before its lead, or the lead loses its campaign context (seed 004).
-        A click starts its journey, so it never waits (and skips the check).
+        A row waits while its journey's click, or an older row of its journey,
+        is pending (being retried, or claimed by another sender): the tracker
+        must get a click before its lead, or the lead loses its campaign
+        context (seed 004). A click starts its journey, so it never waits.
         """
         now = self.clock()
         with self._transaction() as db:
@@ -213,7 +223,7 @@ class Outbox:
                 " SELECT id FROM outbox AS o WHERE destination = ? AND state = 'pending'"
                 " AND due_at <= ? AND (kind = 'click' OR NOT EXISTS (SELECT 1 FROM outbox AS older"
                 "  WHERE older.destination = o.destination AND older.click_id = o.click_id"
-                "  AND older.id < o.id AND older.state = 'pending'))"
+                "  AND older.state = 'pending' AND (older.id < o.id OR older.kind = 'click')))"
                 " ORDER BY due_at, id LIMIT ?)"
                 " RETURNING id, event, attempts, expires_at",
                 (until, lease, destination, now, limit),
@@ -302,12 +312,12 @@ class Outbox:
                 [(error, i, lease) for i, error in dead],
             )
 
-    def next_due(self, destinations: Sequence[str]) -> float | None:
-        """When the earliest pending row of these destinations is due, or None."""
+    def next_due(self, destinations: Sequence[str], *, after: float | None = None) -> float | None:
+        """When the earliest pending row of these destinations is due (after ``after``), or None."""
         return self._one(  # type: ignore[no-any-return]
             "SELECT MIN(due_at) FROM outbox WHERE state = 'pending'"
-            " AND destination IN (SELECT value FROM json_each(?))",
-            (json.dumps(list(destinations)),),
+            " AND destination IN (SELECT value FROM json_each(?)) AND due_at > ?",
+            (json.dumps(list(destinations)), float("-inf") if after is None else after),
         )
 
     # For the operator

@@ -3,9 +3,12 @@
 A page hands its event to :meth:`BackgroundSender.submit`, which only puts it
 on an in-memory queue. Off the request path:
 
-* the **writer** thread moves queued events into the outbox, all that are
-  waiting in one transaction, so a click is on disk a few milliseconds after
-  its page (well within the 100 ms promised);
+* the **writer** thread moves queued events into the outbox: woken by the
+  first, it waits ``CLICK_GATHER`` s and writes all that came meanwhile in
+  one transaction, so a click is on disk within the 100 ms promised, and a
+  busy landing pays for one wake-up and one fsync per batch, not per page
+  (waking a thread for every page would cost each page more than the
+  middleware's own work);
 * the **delivery** thread claims due rows from the outbox, sends them, and
   records the outcome: deleted after a 2xx, retried later with backoff, or
   dead. A failing destination is paused as a whole, so a tracker that is down
@@ -13,6 +16,8 @@ on an in-memory queue. Off the request path:
 
 A lead (``durable=True``) is written to the outbox by the request thread
 itself, before the response. A full queue does the same instead of dropping.
+The outbox keeps a journey's rows in order (see ``outbox.ORDER_DELAY``), so a
+lead written at once never reaches the tracker before its queued click.
 Threads start on first use and again in a forked child; at exit the queue is
 written out and delivery goes on for at most two seconds. Nothing here raises
 into the application: failures are counted and logged.
@@ -34,6 +39,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from .destinations import DeliveryError
+from .outbox import ORDER_DELAY
 from .retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -44,7 +50,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("bangi_landing")
 
 EXIT_FLUSH_TIMEOUT = 2.0
-ORDER_WAIT = 1.0  # longest a lead waits for earlier events to reach the outbox
+CLICK_GATHER = 0.05  # seconds the writer lets clicks gather: half the 100 ms promised
 START_CHECK_INTERVAL = 0.5  # how often start() looks at the threads
 FORGET_INTERVAL = 3600.0  # how often expired journey data is dropped from the outbox
 
@@ -156,7 +162,7 @@ class BackgroundSender:
         self._lease_token = f"{socket.gethostname()}:{self._pid}:{secrets.token_hex(4)}"
         self._wake = threading.Event()
         self._settled = threading.Condition()
-        self._done_total = 0  # events taken off the queue and written
+        self._write_now = threading.Event()  # flush() cuts the writer's gathering short
         self._passes = 0  # delivery passes started
         self._settled_pass = -1  # the last pass that found nothing due
         self._paused_until: dict[str, float] = {}
@@ -175,9 +181,9 @@ class BackgroundSender:
         returns. False when it was lost, which only the in-memory mode does.
         """
         try:
-            self._ensure_threads()
+            self.start()
             if durable and self.outbox is not None:
-                accepted = self._write_after_queued(event)
+                accepted = self._write([event])
             else:
                 try:
                     self._queue.put_nowait(event)
@@ -187,8 +193,8 @@ class BackgroundSender:
                         self.stats.add("dropped")
                         self.failure_log.warning("bangi-landing: send queue full, dropped an event")
                         return False
-                    # The page waits a little; nothing is lost.
-                    accepted = self._write_after_queued(event)
+                    # The page waits for a write; nothing is lost.
+                    accepted = self._write([event])
             if accepted:
                 self.stats.add("queued")
             return accepted
@@ -199,10 +205,11 @@ class BackgroundSender:
     def start(self) -> None:
         """Start the threads if they are not running (in this process). Never raises.
 
-        The middleware calls it on every request, so a restarted landing
-        delivers what waits in the outbox from its first request on, even one
-        that reports nothing. Looking costs a page a microsecond, so it is done
-        at most every ``START_CHECK_INTERVAL`` s (a fork starts afresh at once).
+        The middleware calls it on every request, and ``submit`` on every
+        event, so a restarted landing delivers what waits in the outbox from
+        its first request on, even one that reports nothing. Looking costs a
+        page a microsecond or two, so it is done at most every
+        ``START_CHECK_INTERVAL`` s (a fork starts afresh at once).
         """
         now = time.monotonic()
         if now < self._next_start_check:
@@ -221,6 +228,7 @@ class BackgroundSender:
         """
         deadline = time.monotonic() + timeout
         if self.outbox is not None and self._pid == os.getpid():
+            self._write_now.set()  # and what the writer has in hand, at once
             taken = self._take_queued(self.queue_size)
             self._write(taken)
             self._done(len(taken))
@@ -272,6 +280,8 @@ class BackgroundSender:
     def _write_queued(self) -> None:
         while True:
             events = [self._queue.get()]
+            self._write_now.wait(CLICK_GATHER)
+            self._write_now.clear()
             events += self._take_queued()
             try:
                 self._write(events, retry_forever=True)
@@ -282,22 +292,6 @@ class BackgroundSender:
         """``count`` events taken from the queue are written (or given up on)."""
         for _ in range(count):
             self._queue.task_done()
-        with self._queue.all_tasks_done:
-            self._done_total += count
-            self._queue.all_tasks_done.notify_all()
-
-    def _write_after_queued(self, event: Event) -> bool:
-        """Write ``event`` once everything queued before it is written.
-
-        The outbox sends a journey's rows in the order they were written, so a
-        lead must not overtake its click, still on its way to the outbox. The
-        writer takes milliseconds; after ``ORDER_WAIT`` s the event goes anyway.
-        """
-        condition = self._queue.all_tasks_done
-        with condition:
-            target = self._done_total + self._queue.unfinished_tasks
-            condition.wait_for(lambda: self._done_total >= target, ORDER_WAIT)
-        return self._write([event])
 
     def _take_queued(self, limit: int = 1000) -> list[Event]:
         events: list[Event] = []
@@ -385,20 +379,18 @@ class BackgroundSender:
         self._forget_if_due()
         if worked:
             return
-        with self._settled:
-            self._settled_pass = this_pass
-            self._settled.notify_all()
-        self._wake.wait(self._idle_wait())
-
-    def _idle_wait(self) -> float:
-        """Until the next due row or pause end, within [0.05, 5] s: other processes add rows too."""
-        assert self.outbox is not None
         now = self.clock()
-        wake_at = [t for t in self._paused_until.values() if t > now]
-        next_due = self.outbox.next_due(self._keys)
-        if next_due is not None:
-            wake_at.append(next_due)
-        return min(5.0, max(0.05, min(wake_at, default=now + 5.0) - now))
+        paused = [t for t in self._paused_until.values() if t > now]
+        active = [key for key in self._keys if self._paused_until.get(key, 0.0) <= now]
+        next_due = self.outbox.next_due(active, after=now) if active else None  # type: ignore[union-attr]
+        if next_due is None or next_due > now + ORDER_DELAY:
+            # Nothing can be sent now, nor in a moment (a lead gives its click time).
+            with self._settled:
+                self._settled_pass = this_pass
+                self._settled.notify_all()
+        # Until the next row or pause end, at most 5 s: other processes add rows too.
+        wake_at = min([*paused, next_due or now + 5.0])
+        self._wake.wait(min(5.0, max(0.01, wake_at - now)))
 
     def _deliver_claims(self, destination: Destination, claims: list[Claim]) -> None:
         assert self.outbox is not None

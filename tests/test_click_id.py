@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+import threading
 import time
 import types
 import uuid
@@ -10,7 +13,7 @@ import pytest
 from itsdangerous import TimestampSigner
 from werkzeug.http import dump_cookie
 
-from bangi_landing.click_id import JourneyCookie, new_click_id, parse_click_id
+from bangi_landing.click_id import JourneyCookie, _KeyedBlake2b, new_click_id, parse_click_id
 
 SECRET = "cookie-secret-0123456789"
 CLICK = "8f1b5c6e-7a3d-4d20-a7f1-12a2b8f7a9c1"
@@ -100,6 +103,35 @@ def test_new_click_ids_are_random_version_4_uuids() -> None:
     )
 
 
+def test_threads_never_share_a_click_id() -> None:
+    ids: list[str] = []
+    threads = [
+        threading.Thread(target=lambda: ids.extend(new_click_id() for _ in range(2000)))
+        for _ in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(ids)) == len(ids) == 8000
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_never_repeats_its_parents_click_ids() -> None:
+    new_click_id()  # the parent now holds clickIds made in advance
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child
+        os.write(write_end, ",".join(new_click_id() for _ in range(10)).encode())
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end) as pipe:
+        child = set(pipe.read().split(","))
+    assert os.waitpid(pid, 0)[1] == 0
+    parent = {new_click_id() for _ in range(10)}
+    assert len(child) == 10 and not child & parent
+
+
 def test_cookie_header_is_what_werkzeug_writes() -> None:
     cookie = JourneyCookie(SECRET, domain="example.com")
     for secure in (True, False):
@@ -115,3 +147,19 @@ def test_a_cookie_signed_with_itsdangerous_defaults_is_refused() -> None:
     # e.g. Flask's own signing with the same secret and salt: a different MAC.
     value = TimestampSigner(SECRET, salt=JourneyCookie.SALT).sign(CLICK).decode()
     assert JourneyCookie(SECRET).load({"HTTP_COOKIE": f"bangi_journey={value}"}) is None
+
+
+def test_the_cookie_is_signed_exactly_as_itsdangerous_signs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cookie = JourneyCookie(SECRET)
+    reference = TimestampSigner(
+        SECRET, salt=JourneyCookie.SALT, digest_method=hashlib.sha256, algorithm=_KeyedBlake2b()
+    )
+    for now in (1_700_000_000, 1_700_000_000, 1_700_000_001):  # the second's stamp is reused
+        monkeypatch.setattr(time, "time", lambda now=now: now + 0.5)
+        for params in ((), (("click", "PRO-1"),)):
+            value = cookie.value(CLICK, params)
+            payload, signed_at = reference.unsign(value, return_timestamp=True)
+            assert signed_at.timestamp() == now
+            assert reference.sign(payload).decode() == value

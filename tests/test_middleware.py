@@ -334,7 +334,6 @@ def test_post_elsewhere_is_no_lead(landing: Landing) -> None:
 def test_a_lead_is_in_the_outbox_before_the_submit_response(
     tracker: Tracker, tmp_path: Path, durable_clicks: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("bangi_landing.sender.ORDER_WAIT", 0.01)  # no writer to wait for
     middleware = wrap(tracker, outbox=tmp_path / "box.sqlite3", durable_clicks=durable_clicks)
     sender = middleware.sender
     assert isinstance(sender, BackgroundSender) and sender.outbox is not None

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from bangi_landing.events import Event, journey_event_id
-from bangi_landing.outbox import Outbox
+from bangi_landing.outbox import ORDER_DELAY, Outbox
 
 DAY = 24 * 3600.0
 BANGI = "bangi http://127.0.0.1:1/"
@@ -69,6 +69,7 @@ def test_a_delivered_once_per_journey_event_is_not_added_again(
     click_id = click().click_id
     lead = Event("lead", click_id, {}, journey_event_id("lead", click_id), created_at=clock.now)
     outbox.add([click(), lead], [BANGI], max_age=DAY)
+    clock.now += ORDER_DELAY
     for _ in ("the click", "then its lead"):
         claims = outbox.claim(BANGI, "a", limit=10, until=clock.now + 60)
         outbox.finish("a", sent=[c.id for c in claims])
@@ -87,6 +88,7 @@ def test_a_claim_brings_what_is_remembered_of_the_journey(outbox: Outbox, clock:
     status = Event("postback", first.click_id, {"status": "accept"}, journey={"src": "own"})
     outbox.add([first], [BANGI], max_age=DAY, keep_journeys=True)
     outbox.add([status], [OTHER], max_age=DAY)
+    clock.now += ORDER_DELAY
     [claim] = outbox.claim(OTHER, "a", limit=10, until=clock.now + 60, journeys=True)
     assert claim.event.journey == {"click": "PRO1", "src": "own"}  # the event's own value wins
     [plain] = outbox.claim(BANGI, "a", limit=10, until=clock.now + 60)
@@ -241,6 +243,7 @@ def test_a_lead_waits_for_its_click(outbox: Outbox, clock: Clock) -> None:
     first, then = Event("click", journey, {}), Event("lead", journey, {})
     outbox.add([first], [BANGI], max_age=DAY)
     outbox.add([then, click(1)], [BANGI], max_age=DAY)
+    clock.now += ORDER_DELAY
     claims = outbox.claim(BANGI, "a", limit=10, until=clock.now + 60)
     assert [c.event.kind for c in claims] == ["click", "click"]  # not the lead yet
     outbox.finish("a", retry=[(claims[0].id, clock.now + 30, "HTTP 503")], sent=[claims[1].id])
@@ -250,3 +253,21 @@ def test_a_lead_waits_for_its_click(outbox: Outbox, clock: Clock) -> None:
     outbox.finish("a", sent=[retried.id])
     [lead] = outbox.claim(BANGI, "a", limit=10, until=clock.now + 60)
     assert lead.event == then
+
+
+def test_a_lead_gives_a_click_in_another_process_time_to_be_written(
+    outbox: Outbox, clock: Clock
+) -> None:
+    journey = "0b8e4c1a-6f2d-4e3b-9a7c-5d1e2f3a4b5c"
+    outbox.add([Event("lead", journey, {})], [BANGI], max_age=DAY)
+    assert outbox.claim(BANGI, "a", limit=10, until=clock.now + 60) == []  # not due yet
+    assert outbox.next_due([BANGI], after=clock.now) == clock.now + ORDER_DELAY
+    clock.now += ORDER_DELAY / 2
+    outbox.add([Event("click", journey, {})], [BANGI], max_age=DAY)  # the other worker's click
+    clock.now += ORDER_DELAY / 2
+    [first] = outbox.claim(BANGI, "a", limit=10, until=clock.now + 60)
+    assert first.event.kind == "click"  # written after the lead, sent before it
+    assert outbox.claim(BANGI, "b", limit=10, until=clock.now + 60) == []  # the lead waits
+    outbox.finish("a", sent=[first.id])
+    [then] = outbox.claim(BANGI, "b", limit=10, until=clock.now + 60)
+    assert then.event.kind == "lead"

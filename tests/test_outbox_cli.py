@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from bangi_landing.cli import main
 from bangi_landing.events import Event
-from bangi_landing.outbox import Outbox
+from bangi_landing.outbox import ORDER_DELAY, Outbox
 
 BANGI = "bangi http://127.0.0.1:1/"
 
@@ -22,6 +22,7 @@ def outbox(tmp_path: Path) -> Outbox:
     old = time.time() - 2 * 3600 - 300
     box.add([Event("click", f"c{i}", {}, created_at=old) for i in range(3)], [BANGI], max_age=9e9)
     box.add([Event("lead", f"l{i}", {}) for i in range(1500)], [BANGI], max_age=9e9)
+    box.clock = lambda: time.time() + ORDER_DELAY  # the leads are due
     claims = box.claim(BANGI, "t", limit=5000, until=time.time() + 60)
     leads = [c for c in claims if c.event.kind == "lead"]
     box.finish("t", release=[c.id for c in claims if c.event.kind == "click"])

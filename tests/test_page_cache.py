@@ -61,6 +61,11 @@ def test_memory_is_bounded_oldest_pages_go_first() -> None:
     assert 0 < len(cache) < len(pages)
     assert cache._size <= cache.max_bytes
     assert pages[-1] in cache._pieces and pages[0] not in cache._pieces
+    # Same-length pages share a lookup bucket: each is still served as itself.
+    assert sum(len(bucket) for bucket in cache._by_length.values()) == len(cache)
+    for page in pages:
+        click_id = new_click_id()
+        assert cache.rewrite(page, click_id) == streamed(page, click_id)
 
 
 def test_large_pages_are_rewritten_but_not_remembered() -> None:

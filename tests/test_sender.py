@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import threading
 import time
 import types
 import uuid
@@ -21,7 +20,7 @@ import pytest
 
 from bangi_landing.destinations import BangiTracker, DeliveryError
 from bangi_landing.events import Event
-from bangi_landing.outbox import Outbox
+from bangi_landing.outbox import ORDER_DELAY, Outbox
 from bangi_landing.retry import RetryPolicy
 from bangi_landing.sender import BackgroundSender, ThrottledLog
 
@@ -98,7 +97,6 @@ def test_a_durable_event_is_in_the_outbox_when_submit_returns(outbox: Outbox, cl
 def test_a_full_queue_writes_through_instead_of_dropping(
     outbox: Outbox, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("bangi_landing.sender.ORDER_WAIT", 0.01)  # no writer to wait for
     sender = sender_for("http://127.0.0.1:9", outbox, clock, queue_size=2)
     sender._ensure_threads = lambda: None  # type: ignore[method-assign]  # the queue never drains
     assert all(sender.submit(click()) for _ in range(10))
@@ -108,22 +106,28 @@ def test_a_full_queue_writes_through_instead_of_dropping(
     assert sender.stats.snapshot()["dropped"] == 0
 
 
-def test_a_lead_is_written_after_what_was_queued_before_it(outbox: Outbox, clock: Clock) -> None:
-    sender = sender_for("http://127.0.0.1:9", outbox, clock)
+def test_a_lead_written_at_once_still_reaches_the_tracker_after_its_queued_click(
+    tracker: Tracker, outbox: Outbox, clock: Clock
+) -> None:
+    sender = sender_for(tracker.url, outbox, clock)
     sender._ensure_threads = lambda: None  # type: ignore[method-assign]  # the test is the writer
-    journey = str(uuid.uuid4())
-    sender.submit(Event("click", journey, {}))
-    lead = Event("lead", journey, {})
-    submitting = threading.Thread(target=sender.submit, args=(lead,), kwargs={"durable": True})
-    submitting.start()
-    submitting.join(0.2)
-    assert submitting.is_alive() and outbox.depth() == 0  # the lead waits for its click
-    assert sender.flush(5)  # writes the queued click, as the writer thread would
-    submitting.join(5)
-    assert [kind for (kind,) in outbox._all("SELECT kind FROM outbox ORDER BY id")] == [
-        "click",
-        "lead",
-    ]
+    first = click()
+    sender.submit(first)  # queued: the writer thread would take it within CLICK_GATHER
+    sender.submit(Event("lead", first.click_id, {"offer": "1"}), durable=True)
+    assert [kind for (kind,) in outbox._all("SELECT kind FROM outbox")] == ["lead"]
+    key = sender.destinations[0].key
+    assert outbox.claim(key, "a", limit=10, until=clock.now + 60) == []  # not due yet
+    assert sender.flush(5)  # writes the queued click, as the writer would, after the lead
+    clock.now += ORDER_DELAY
+    [claim] = outbox.claim(key, "a", limit=10, until=clock.now + 60)
+    assert claim.event == first  # the click first, though written last
+    del sender._ensure_threads  # now the real threads
+    sender._ensure_threads()
+    outbox.finish("a", release=[claim.id])
+    assert sender.flush(10)
+    [click_row, lead_row] = tracker.events(limit=10)  # oldest first
+    assert (click_row["type"], lead_row["type"]) == ("click", "lead")
+    assert lead_row["campaignId"] == 1  # the tracker knew its click
 
 
 def test_server_error_is_retried_with_backoff_and_the_same_event_id(
@@ -258,7 +262,7 @@ def test_events_past_their_maximum_age_die_on_their_next_failure(
     server, url = sink
     server.status = 503
     sender = sender_for(url, outbox, clock, retry=RetryPolicy(max_age=3600))
-    sender.submit(Event("lead", str(uuid.uuid4()), {}, created_at=clock.now))
+    sender.submit(Event("click", str(uuid.uuid4()), {}, created_at=clock.now))
     assert sender.flush(10)
     clock.now += 3601
     sender.wake()
