@@ -28,13 +28,13 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-import queue
 import secrets
 import socket
 import sys
 import threading
 import time
 import weakref
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -105,6 +105,57 @@ class ThrottledLog:
         self._suppressed = 0
 
 
+class _PendingEvents:
+    """Events accepted and not yet handled: the pages add, one background thread takes.
+
+    Adding takes no lock (a deque's operations are atomic) and wakes the
+    thread only if it sleeps: a page pays a fraction of a microsecond. The
+    thread takes everything at once and says when it is done with it, so
+    ``join`` can wait until all that was added has been handled.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._events: deque[Event] = deque()
+        self._ready = threading.Event()
+        self._handled = threading.Condition()
+        self._in_hand = 0
+
+    def __len__(self) -> int:
+        return len(self._events) + self._in_hand
+
+    def add(self, event: Event) -> bool:
+        """False when ``size`` events wait already."""
+        if len(self._events) >= self.size:
+            return False
+        self._events.append(event)
+        if not self._ready.is_set():
+            self._ready.set()
+        return True
+
+    def wait(self) -> None:
+        """Until something was added."""
+        self._ready.wait()
+
+    def take(self) -> list[Event]:
+        """All that waits; call ``done`` once it is handled."""
+        with self._handled:
+            self._ready.clear()  # before taking: an event added from now on sets it again
+            events = [self._events.popleft() for _ in range(len(self._events))]
+            self._in_hand += len(events)
+        return events
+
+    def done(self, events: list[Event]) -> None:
+        with self._handled:
+            self._in_hand -= len(events)
+            self._handled.notify_all()
+
+    def join(self, timeout: float) -> bool:
+        """Wait until everything added is handled; False if ``timeout`` ran out first."""
+        with self._handled:
+            return self._handled.wait_for(lambda: not self._events and not self._in_hand, timeout)
+
+
 class BackgroundSender:
     """Delivers events to every destination from background threads.
 
@@ -156,7 +207,7 @@ class BackgroundSender:
     def _start_fresh(self) -> None:
         self.stats = Stats()  # per process: a forked worker counts its own
         self._lock = threading.Lock()
-        self._queue: queue.Queue[Event] = queue.Queue(self.queue_size)
+        self._pending = _PendingEvents(self.queue_size)
         self._threads: list[threading.Thread] = []
         self._pid = os.getpid()
         self._lease_token = f"{socket.gethostname()}:{self._pid}:{secrets.token_hex(4)}"
@@ -182,19 +233,15 @@ class BackgroundSender:
         """
         try:
             self.start()
-            if durable and self.outbox is not None:
-                accepted = self._write([event])
-            else:
-                try:
-                    self._queue.put_nowait(event)
-                    accepted = True
-                except queue.Full:
-                    if self.outbox is None:
-                        self.stats.add("dropped")
-                        self.failure_log.warning("bangi-landing: send queue full, dropped an event")
-                        return False
-                    # The page waits for a write; nothing is lost.
-                    accepted = self._write([event])
+            if not durable or self.outbox is None:
+                if self._pending.add(event):
+                    return True  # counted as queued when taken
+                if self.outbox is None:
+                    self.stats.add("dropped")
+                    self.failure_log.warning("bangi-landing: send queue full, dropped an event")
+                    return False
+                # A full queue: the page waits for a write; nothing is lost.
+            accepted = self._write([event])
             if accepted:
                 self.stats.add("queued")
             return accepted
@@ -229,13 +276,13 @@ class BackgroundSender:
         deadline = time.monotonic() + timeout
         if self.outbox is not None and self._pid == os.getpid():
             self._write_now.set()  # and what the writer has in hand, at once
-            taken = self._take_queued(self.queue_size)
-            self._write(taken)
-            self._done(len(taken))
-        with self._queue.all_tasks_done:
-            while self._queue.unfinished_tasks:
-                if not self._queue.all_tasks_done.wait(max(0.0, deadline - time.monotonic())):
-                    return False
+            taken = self._take()
+            try:
+                self._write(taken)
+            finally:
+                self._pending.done(taken)
+        if not self._pending.join(max(0.0, deadline - time.monotonic())):
+            return False
         if self.outbox is None or not any(t.is_alive() for t in self._threads):
             return True
         with self._settled:
@@ -248,7 +295,7 @@ class BackgroundSender:
 
     def depth(self) -> int:
         """Events waiting: in the outbox (all processes), or in memory."""
-        return self.outbox.depth() if self.outbox is not None else self._queue.qsize()
+        return self.outbox.depth() if self.outbox is not None else len(self._pending)
 
     def wake(self) -> None:
         """Look at the outbox now (tests with a fake clock call this after moving it)."""
@@ -279,27 +326,19 @@ class BackgroundSender:
 
     def _write_queued(self) -> None:
         while True:
-            events = [self._queue.get()]
+            self._pending.wait()
             self._write_now.wait(CLICK_GATHER)
             self._write_now.clear()
-            events += self._take_queued()
+            events = self._take()
             try:
                 self._write(events, retry_forever=True)
             finally:
-                self._done(len(events))
+                self._pending.done(events)
 
-    def _done(self, count: int) -> None:
-        """``count`` events taken from the queue are written (or given up on)."""
-        for _ in range(count):
-            self._queue.task_done()
-
-    def _take_queued(self, limit: int = 1000) -> list[Event]:
-        events: list[Event] = []
-        while len(events) < limit:
-            try:
-                events.append(self._queue.get_nowait())
-            except queue.Empty:
-                break
+    def _take(self) -> list[Event]:
+        events = self._pending.take()
+        if events:
+            self.stats.add("queued", len(events))
         return events
 
     def _write(self, events: list[Event], *, retry_forever: bool = False) -> bool:
@@ -329,22 +368,26 @@ class BackgroundSender:
 
     def _deliver_from_memory(self) -> None:
         while True:
-            event = self._queue.get()
+            self._pending.wait()
+            events = self._take()
+            for event in events:
+                try:
+                    self._deliver_once(event)
+                except Exception:  # a bug must not kill the thread that serves every event
+                    logger.exception("bangi-landing: unexpected error delivering an event")
+            self._pending.done(events)
+
+    def _deliver_once(self, event: Event) -> None:
+        for destination in self.destinations:
+            if event.kind not in destination.kinds:
+                continue
             try:
-                for destination in self.destinations:
-                    if event.kind not in destination.kinds:
-                        continue
-                    try:
-                        destination.deliver(event)
-                    except DeliveryError as error:
-                        self.stats.add("failed")
-                        self._log_failure(destination, event, error)
-                    else:
-                        self.stats.add("sent")
-            except Exception:  # a bug must not kill the thread that serves every event
-                logger.exception("bangi-landing: unexpected error delivering an event")
-            finally:
-                self._queue.task_done()
+                destination.deliver(event)
+            except DeliveryError as error:
+                self.stats.add("failed")
+                self._log_failure(destination, event, error)
+            else:
+                self.stats.add("sent")
 
     def _deliver_from_outbox(self) -> None:
         while True:

@@ -74,8 +74,10 @@ def silent_tracker() -> Iterator[str]:
         listener.close()
 
 
-def alternate(runs: dict[str, Callable[[], None]], *, batch: int, rounds: int) -> dict[str, float]:
-    """Median seconds per call of each function, timed in alternating batches."""
+def alternate(
+    runs: dict[str, Callable[[], None]], *, batch: int, rounds: int
+) -> dict[str, list[float]]:
+    """Seconds per call of each function, one sample per round, timed in alternating batches."""
     samples: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(rounds):
         for name, run in runs.items():
@@ -83,7 +85,18 @@ def alternate(runs: dict[str, Callable[[], None]], *, batch: int, rounds: int) -
             for _ in range(batch):
                 run()
             samples[name].append((time.perf_counter() - start) / batch)
-    return {name: statistics.median(times) for name, times in samples.items()}
+    return samples
+
+
+def paired_ratio(samples: dict[str, list[float]], numerator: str, denominator: str) -> float:
+    """The median over rounds of one run's time ÷ another's in the same round.
+
+    Pairing by round cancels the machine's drift (another tenant, frequency
+    changes), which moves both runs of a round alike.
+    """
+    return statistics.median(
+        a / b for a, b in zip(samples[numerator], samples[denominator], strict=True)
+    )
 
 
 if __name__ == "__main__":

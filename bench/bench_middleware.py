@@ -7,6 +7,7 @@
    visitor (a click is reported). A hands events to a sender that drops them;
    B writes them to the outbox (on, in a temporary directory) with the tracker
    down; C also delivers them, from the same process, to a fast loopback sink.
+   Ratios are medians over 60 rounds of the round's wrapped ÷ bare.
 2. p99 page latency with a tracker that answers after 2 s, and one that never
    answers, ÷ p99 with an instant tracker, outbox on.
 """
@@ -31,7 +32,7 @@ from werkzeug.test import create_environ
 from bangi_landing import BangiLanding
 from bangi_landing.page_cache import PageCache
 from bangi_landing.sender import BackgroundSender
-from bench._common import alternate, silent_tracker, sink
+from bench._common import alternate, paired_ratio, silent_tracker, sink
 from demo_site import create_app
 
 SECRET = "bench-secret-key-0123456789"
@@ -91,14 +92,14 @@ def compare(middleware: BangiLanding, title: str) -> None:
     for run in runs.values():  # warm up
         for _ in range(50):
             run()
-    times = alternate(runs, batch=100, rounds=30)
+    samples = alternate(runs, batch=100, rounds=60)
     print(title)
-    for name, seconds in times.items():
-        print(f"  {name:20s} {seconds * 1e6:8.1f} µs/request")
+    for name, seconds in samples.items():
+        print(f"  {name:20s} {statistics.median(seconds) * 1e6:8.1f} µs/request")
     for visitor, target in (("returning", 1.10), ("new", 1.15)):
-        ratio = times[f"wrapped, {visitor}"] / times[f"bare, {visitor}"]
+        ratio = paired_ratio(samples, f"wrapped, {visitor}", f"bare, {visitor}")
         print(f"  {visitor} visitor: wrapped ÷ bare = {ratio:.3f}  (target ≤ {target})")
-    ratio = times["no page cache, ret."] / times["bare, returning"]
+    ratio = paired_ratio(samples, "no page cache, ret.", "bare, returning")
     print(f"  returning visitor, page cache off: wrapped ÷ bare = {ratio:.3f}")
 
 
