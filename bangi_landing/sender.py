@@ -166,6 +166,9 @@ class BackgroundSender:
     :param queue_size: events waiting in memory at most.
     :param retry: backoff, ``Retry-After`` cap and maximum age.
     :param batch_size: outbox rows claimed at a time.
+    :param concurrency: delivery threads (with an outbox): events in flight at
+        once, each thread over its own kept-alive connection, so one waiting
+        for the tracker's answer does not hold the others back.
     :param lease: seconds a claim keeps other senders off its rows.
     :param clock: wall-clock seconds; tests pass a fake one.
     :param report_interval: counters are logged at INFO this often when
@@ -180,6 +183,7 @@ class BackgroundSender:
         queue_size: int = 10_000,
         retry: RetryPolicy = RetryPolicy(),  # noqa: B008 (frozen, shared safely)
         batch_size: int = 100,
+        concurrency: int = 4,
         lease: float = 60.0,
         clock: Callable[[], float] = time.time,
         report_interval: float = 60.0,
@@ -189,6 +193,7 @@ class BackgroundSender:
         self.queue_size = queue_size
         self.retry = retry
         self.batch_size = batch_size
+        self.concurrency = concurrency
         self.lease = lease
         self.clock = clock
         self.report_interval = report_interval
@@ -211,13 +216,18 @@ class BackgroundSender:
         self._threads: list[threading.Thread] = []
         self._pid = os.getpid()
         self._lease_token = f"{socket.gethostname()}:{self._pid}:{secrets.token_hex(4)}"
-        self._wake = threading.Event()
+        # Wakes every delivery thread: each pass notes the generation it started
+        # in, and its wait ends at once if a wake came after that.
+        self._wakes = threading.Condition()
+        self._wake_generation = 0
         self._settled = threading.Condition()
         self._write_now = threading.Event()  # flush() cuts the writer's gathering short
         self._passes = 0  # delivery passes started
         self._settled_pass = -1  # the last pass that found nothing due
+        self._delivering = 0  # delivery threads busy with claimed rows
         self._paused_until: dict[str, float] = {}
         self._failures: dict[str, int] = {}  # consecutive, per destination
+        self._probes = {key: threading.Lock() for key in self._keys}  # see deliver_due
         self._reported = self.stats.snapshot()
         self._next_report = self.clock() + self.report_interval
         self._next_forget = 0.0  # expired journeys are dropped on the first pass, then hourly
@@ -287,7 +297,7 @@ class BackgroundSender:
             return True
         with self._settled:
             target = self._passes  # the next pass starts after everything above was written
-            self._wake.set()
+            self.wake()
             while self._settled_pass < target:
                 if not self._settled.wait(max(0.0, deadline - time.monotonic())):
                     return False
@@ -299,7 +309,9 @@ class BackgroundSender:
 
     def wake(self) -> None:
         """Look at the outbox now (tests with a fake clock call this after moving it)."""
-        self._wake.set()
+        with self._wakes:
+            self._wake_generation += 1
+            self._wakes.notify_all()
 
     # Threads
 
@@ -314,7 +326,9 @@ class BackgroundSender:
             if self.outbox is None:
                 targets = {"sender": self._deliver_from_memory}
             else:
-                targets = {"writer": self._write_queued, "sender": self._deliver_from_outbox}
+                targets = {"writer": self._write_queued}
+                for n in range(1, self.concurrency + 1):
+                    targets[f"sender-{n}"] = self._deliver_from_outbox
             alive = {thread.name for thread in self._threads if thread.is_alive()}
             for name, target in targets.items():
                 if f"bangi-landing-{name}" not in alive:
@@ -363,7 +377,7 @@ class BackgroundSender:
                     self.stats.add("dropped", len(events))
                     return False
                 time.sleep(1.0)  # a full disk or a long lock: the queue holds meanwhile
-        self._wake.set()
+        self.wake()
         return True
 
     def _deliver_from_memory(self) -> None:
@@ -395,29 +409,33 @@ class BackgroundSender:
                 self.deliver_due()
             except Exception:
                 logger.exception("bangi-landing: unexpected error in the delivery loop")
-                self._wake.wait(1.0)
+                time.sleep(1.0)
 
     def deliver_due(self) -> None:
         """One delivery pass, then wait for more work (the delivery thread's loop body)."""
-        self._wake.clear()  # anything that sets it from now on is seen by the wait below
+        with self._wakes:
+            generation = self._wake_generation  # a wake from now on ends the wait below
         with self._settled:
             this_pass = self._passes
             self._passes += 1
         worked = False
         for destination in self.destinations:
-            now = self.clock()
-            if self._paused_until.get(destination.key, 0.0) > now:
+            if self._paused_until.get(destination.key, 0.0) > self.clock():
                 continue
-            claims = self.outbox.claim(  # type: ignore[union-attr]
-                destination.key,
-                self._lease_token,
-                limit=self.batch_size,
-                until=now + self.lease,
-                journeys=bool(destination.journey_params),
-            )
-            if claims:
-                worked = True
-                self._deliver_claims(destination, claims)
+            # A failing destination is tried by one thread, one event at a time.
+            failing = self._failures.get(destination.key, 0) > 0
+            probe = self._probes[destination.key]
+            if failing and not probe.acquire(blocking=False):
+                continue
+            with self._settled:
+                self._delivering += 1  # before claiming: flush() must not settle meanwhile
+            try:
+                worked |= self._claim_and_deliver(destination, limit=1 if failing else None)
+            finally:
+                with self._settled:
+                    self._delivering -= 1
+                if failing:
+                    probe.release()
         self._report_if_due()
         self._forget_if_due()
         if worked:
@@ -427,13 +445,33 @@ class BackgroundSender:
         active = [key for key in self._keys if self._paused_until.get(key, 0.0) <= now]
         next_due = self.outbox.next_due(active, after=now) if active else None  # type: ignore[union-attr]
         if next_due is None or next_due > now + ORDER_DELAY:
-            # Nothing can be sent now, nor in a moment (a lead gives its click time).
+            # Nothing can be sent now, nor in a moment (a lead gives its click time),
+            # once the other delivery threads are done with what they claimed.
             with self._settled:
-                self._settled_pass = this_pass
-                self._settled.notify_all()
+                if not self._delivering:
+                    self._settled_pass = this_pass
+                    self._settled.notify_all()
         # Until the next row or pause end, at most 5 s: other processes add rows too.
         wake_at = min([*paused, next_due or now + 5.0])
-        self._wake.wait(min(5.0, max(0.01, wake_at - now)))
+        with self._wakes:
+            self._wakes.wait_for(
+                lambda: self._wake_generation != generation, min(5.0, max(0.01, wake_at - now))
+            )
+
+    def _claim_and_deliver(self, destination: Destination, *, limit: int | None) -> bool:
+        """Claim this thread's share of ``destination``'s due rows and deliver them."""
+        assert self.outbox is not None
+        now = self.clock()
+        claims = self.outbox.claim(
+            destination.key,
+            self._lease_token,
+            limit=limit or max(1, self.batch_size // self.concurrency),
+            until=now + self.lease,
+            journeys=bool(destination.journey_params),
+        )
+        if claims:
+            self._deliver_claims(destination, claims)
+        return bool(claims)
 
     def _deliver_claims(self, destination: Destination, claims: list[Claim]) -> None:
         assert self.outbox is not None
@@ -443,6 +481,9 @@ class BackgroundSender:
         release: list[int] = []
         lease_end = self.clock() + self.lease
         for index, claim in enumerate(claims):
+            if self._paused_until.get(destination.key, 0.0) > self.clock():
+                release = [c.id for c in claims[index:]]  # another thread saw it fail
+                break
             if self.clock() > lease_end - self.lease / 2:  # a slow destination: keep the rest
                 lease_end = self.clock() + self.lease
                 rest = [c.id for c in claims[index:]]

@@ -49,6 +49,7 @@ class Sink:
         self.body: bytes | None = None  # None: "{}", or a JSON error from 400 on
         self.delay = 0.0
         self.received: list[dict[str, object]] = []
+        self.in_flight = self.most_in_flight = 0  # requests being answered at once
         self._changed = threading.Condition()
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
@@ -60,7 +61,11 @@ class Sink:
             self.received.append(record)
             self._changed.notify_all()
             status, headers, delay, answer = self.status, list(self.headers), self.delay, self.body
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
         time.sleep(delay)
+        with self._changed:
+            self.in_flight -= 1
         start_response(f"{status} Sink", [("Content-Type", "application/json"), *headers])
         if answer is None:
             answer = b'{"error": "as told"}' if status >= 400 else b"{}"
