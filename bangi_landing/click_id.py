@@ -65,8 +65,16 @@ def _uuid4_text(h: str) -> str:
     return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
 
 
+@lru_cache(maxsize=8)
+def _keyed(key: bytes) -> hashlib.blake2b:
+    # Copying a keyed state skips hashing the key block again on every MAC.
+    return hashlib.blake2b(key=key, digest_size=32)
+
+
 def _mac(key: bytes, value: bytes) -> bytes:
-    return hashlib.blake2b(value, key=key, digest_size=32).digest()
+    mac = _keyed(key).copy()
+    mac.update(value)
+    return mac.digest()
 
 
 class _KeyedBlake2b(SigningAlgorithm):

@@ -225,6 +225,7 @@ class BackgroundSender:
         self._passes = 0  # delivery passes started
         self._settled_pass = -1  # the last pass that found nothing due
         self._delivering = 0  # delivery threads busy with claimed rows
+        self._delivered = 0  # batches finished (by any thread)
         self._paused_until: dict[str, float] = {}
         self._failures: dict[str, int] = {}  # consecutive, per destination
         self._probes = {key: threading.Lock() for key in self._keys}  # see deliver_due
@@ -418,6 +419,7 @@ class BackgroundSender:
         with self._settled:
             this_pass = self._passes
             self._passes += 1
+            delivered_before = self._delivered
         worked = False
         for destination in self.destinations:
             if self._paused_until.get(destination.key, 0.0) > self.clock():
@@ -429,13 +431,16 @@ class BackgroundSender:
                 continue
             with self._settled:
                 self._delivering += 1  # before claiming: flush() must not settle meanwhile
+            delivered = False
             try:
-                worked |= self._claim_and_deliver(destination, limit=1 if failing else None)
+                delivered = self._claim_and_deliver(destination, limit=1 if failing else None)
             finally:
                 with self._settled:
                     self._delivering -= 1
+                    self._delivered += delivered
                 if failing:
                     probe.release()
+            worked |= delivered
         self._report_if_due()
         self._forget_if_due()
         if worked:
@@ -446,9 +451,10 @@ class BackgroundSender:
         next_due = self.outbox.next_due(active, after=now) if active else None  # type: ignore[union-attr]
         if next_due is None or next_due > now + ORDER_DELAY:
             # Nothing can be sent now, nor in a moment (a lead gives its click time),
-            # once the other delivery threads are done with what they claimed.
+            # unless another thread holds rows or finished some since this pass
+            # began (which may have let a journey's next row go): it passes again.
             with self._settled:
-                if not self._delivering:
+                if not self._delivering and self._delivered == delivered_before:
                     self._settled_pass = this_pass
                     self._settled.notify_all()
         # Until the next row or pause end, at most 5 s: other processes add rows too.

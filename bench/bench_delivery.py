@@ -7,6 +7,8 @@
    the same payloads to the same sink, alternating in one run.
 2. The tracker down, 100,000 clicks submitted: resident memory growth, and
    how many the outbox holds afterwards.
+3. A tracker that answers after 20 ms: events/s with one delivery thread and
+   with four (the default).
 """
 
 from __future__ import annotations
@@ -55,10 +57,10 @@ def bare_loop(url: str, events: list[Event]) -> float:
     return took
 
 
-def through_outbox(url: str, events: list[Event], directory: Path) -> float:
+def through_outbox(url: str, events: list[Event], directory: Path, concurrency: int = 4) -> float:
     """Seconds from the first submit until the outbox has delivered every event."""
     outbox = Outbox(directory / f"{uuid.uuid4().hex}.sqlite3")
-    sender = BackgroundSender([BangiTracker(url)], outbox=outbox)
+    sender = BackgroundSender([BangiTracker(url)], outbox=outbox, concurrency=concurrency)
     start = time.perf_counter()
     for event in events:
         sender.submit(event)
@@ -115,6 +117,15 @@ def tracker_down_bench(n: int = 100_000) -> None:
     print(f"  the outbox holds {held - 1:,} of them (+1 from warm-up); dropped {stats['dropped']}")
 
 
+def distant_tracker_bench(n: int = 300, delay: float = 0.02) -> None:
+    print(f"A distant tracker (answers after {delay * 1000:.0f} ms), {n} events:")
+    with sink(delay=delay) as url, tempfile.TemporaryDirectory() as tmp:
+        for concurrency in (1, 4):
+            rate = n / through_outbox(url, clicks(n), Path(tmp), concurrency)
+            print(f"  {concurrency} delivery thread(s)  {rate:6.0f} events/s")
+
+
 if __name__ == "__main__":
     throughput_bench()
     tracker_down_bench()
+    distant_tracker_bench()

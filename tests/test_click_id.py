@@ -13,7 +13,13 @@ import pytest
 from itsdangerous import TimestampSigner
 from werkzeug.http import dump_cookie
 
-from bangi_landing.click_id import JourneyCookie, _KeyedBlake2b, new_click_id, parse_click_id
+from bangi_landing.click_id import (
+    JourneyCookie,
+    _KeyedBlake2b,
+    _mac,
+    new_click_id,
+    parse_click_id,
+)
 
 SECRET = "cookie-secret-0123456789"
 CLICK = "8f1b5c6e-7a3d-4d20-a7f1-12a2b8f7a9c1"
@@ -163,3 +169,8 @@ def test_the_cookie_is_signed_exactly_as_itsdangerous_signs(
             payload, signed_at = reference.unsign(value, return_timestamp=True)
             assert signed_at.timestamp() == now
             assert reference.sign(payload).decode() == value
+
+
+def test_the_mac_is_keyed_blake2b_every_time() -> None:
+    for value in (b"first", b"second", b"first"):  # the remembered keyed state is never changed
+        assert _mac(b"key", value) == hashlib.blake2b(value, key=b"key", digest_size=32).digest()

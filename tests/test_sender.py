@@ -101,6 +101,35 @@ def test_events_go_out_over_several_connections_at_once(
     assert server.most_in_flight == 4
 
 
+def test_one_flush_delivers_every_journey_whole_and_in_order(
+    tracker: Tracker, outbox: Outbox, clock: Clock
+) -> None:
+    # Each journey's rows go one after another, from whichever thread is free:
+    # flush must not return while a finished row has just let the next one go.
+    sender = sender_for(tracker.url, outbox, clock)
+    journeys = [str(uuid.uuid4()) for _ in range(20)]
+    for click_id in journeys:
+        sender.submit(Event("click", click_id, {"campaignId": 1}))
+        sender.submit(Event("lead", click_id, {}), durable=True)
+        for status in ("expect", "accept"):
+            sender.submit(Event("postback", click_id, {"status": status}), durable=True)
+    deadline = time.monotonic() + 5
+    while outbox.depth() < 80 and time.monotonic() < deadline:
+        time.sleep(0.01)  # the writer: clicks reach the outbox within 100 ms (real time)
+    clock.now += ORDER_DELAY  # which the fake clock lets the leads wait
+    assert sender.flush(20)
+    stored = tracker.events(limit=500)
+    assert len(stored) == 80
+    for click_id in journeys:
+        kinds = [(e["type"], e["params"].get("status")) for e in stored if e["clickId"] == click_id]
+        assert kinds == [
+            ("click", None),
+            ("lead", None),
+            ("postback", "expect"),
+            ("postback", "accept"),
+        ]
+
+
 def test_a_durable_event_is_in_the_outbox_when_submit_returns(outbox: Outbox, clock: Clock) -> None:
     sender = sender_for("http://127.0.0.1:9", outbox, clock)
     sender._ensure_threads = lambda: None  # type: ignore[method-assign]  # nothing runs behind
