@@ -1,4 +1,4 @@
-"""Delivery off the request path: a bounded queue, a durable outbox, two background threads.
+"""Delivery off the request path: a bounded queue, a durable outbox, background threads.
 
 A page hands its event to :meth:`BackgroundSender.submit`, which only puts it
 on an in-memory queue. Off the request path:
@@ -9,10 +9,12 @@ on an in-memory queue. Off the request path:
   busy landing pays for one wake-up and one fsync per batch, not per page
   (waking a thread for every page would cost each page more than the
   middleware's own work);
-* the **delivery** thread claims due rows from the outbox, sends them, and
-  records the outcome: deleted after a 2xx, retried later with backoff, or
-  dead. A failing destination is paused as a whole, so a tracker that is down
-  costs one attempt per backoff period, not one per event.
+* the **delivery** threads (``concurrency``, each with its own kept-alive
+  connections) claim their share of the due rows, send them, and record the
+  outcome: deleted after a 2xx, retried later with backoff, or dead. A
+  failing destination is paused as a whole and then probed by one thread, so
+  a tracker that is down costs one attempt per backoff period, not one per
+  event.
 
 A lead (``durable=True``) is written to the outbox by the request thread
 itself, before the response. A full queue does the same instead of dropping.
@@ -536,15 +538,18 @@ class BackgroundSender:
 
     def _forget_if_due(self) -> None:
         now = self.clock()
-        if now >= self._next_forget:
+        with self._settled:  # one delivery thread does it
+            if now < self._next_forget:
+                return
             self._next_forget = now + FORGET_INTERVAL
-            self.outbox.forget_expired()  # type: ignore[union-attr]
+        self.outbox.forget_expired()  # type: ignore[union-attr]
 
     def _report_if_due(self) -> None:
         now = self.clock()
-        if now < self._next_report:
-            return
-        self._next_report = now + self.report_interval
+        with self._settled:  # one delivery thread does it
+            if now < self._next_report:
+                return
+            self._next_report = now + self.report_interval
         counts = self.stats.snapshot()
         delta = {name: counts[name] - self._reported[name] for name in counts}
         self._reported = counts
