@@ -8,14 +8,15 @@ import hashlib
 import os
 import re
 import time
+import weakref
+from binascii import b2a_base64
 from collections import deque
-from collections.abc import Iterator
 from functools import lru_cache
 from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import parse_qsl, urlencode
 
 from itsdangerous import BadData, TimestampSigner
-from itsdangerous.encoding import base64_encode, int_to_bytes, want_bytes
+from itsdangerous.encoding import base64_encode, int_to_bytes
 from itsdangerous.signer import SigningAlgorithm
 from werkzeug.http import dump_cookie, parse_cookie
 
@@ -40,7 +41,7 @@ def new_click_id() -> str:
     """A fresh random clickId: a UUID version 4, as ``str(uuid.uuid4())`` would give.
 
     Drawn from clickIds made ``_BATCH`` at a time from one ``os.urandom`` call
-    and formatted directly: a system call per page view, and ``uuid.UUID``'s
+    and formatted together: a system call per page view, and ``uuid.UUID``'s
     constructor and ``str``, cost a new visitor's page view more than anything
     else here. A forked child starts with none of its parent's.
     """
@@ -48,21 +49,34 @@ def new_click_id() -> str:
         try:
             return _fresh_ids.popleft()
         except IndexError:  # deque operations are atomic: threads need no lock
-            _fresh_ids.extend(map(_uuid4_text, _chunks(os.urandom(16 * _BATCH).hex(), 32)))
+            _fresh_ids.extend(_uuid4_batch())
 
 
 _BATCH = 64
 _fresh_ids: deque[str] = deque()
-os.register_at_fork(after_in_child=_fresh_ids.clear)  # uWSGI's C-level fork runs it too
+
+# The version (4) and variant (RFC 4122) bits of _BATCH UUIDs, as one big integer's masks.
+_UUID4_CLEAR = int.from_bytes(bytes.fromhex("ffffffffffff0fff3fffffffffffffff") * _BATCH, "big")
+_UUID4_SET = int.from_bytes(bytes.fromhex("00000000000040008000000000000000") * _BATCH, "big")
+_UUID_GROUPS = re.compile(r"(.{8})(.{4})(.{4})(.{4})(.{12})")
 
 
-def _chunks(text: str, size: int) -> Iterator[str]:
-    return (text[i : i + size] for i in range(0, len(text), size))
+def _uuid4_batch() -> list[str]:
+    """``_BATCH`` random UUIDs version 4, canonical text."""
+    random = int.from_bytes(os.urandom(16 * _BATCH), "big")
+    digits = ((random & _UUID4_CLEAR) | _UUID4_SET).to_bytes(16 * _BATCH, "big").hex()
+    return ["-".join(groups) for groups in _UUID_GROUPS.findall(digits)]
 
 
-def _uuid4_text(h: str) -> str:
-    """32 random hex digits as a UUID version 4 (the variant from a random nibble's low bits)."""
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
+def _forget_fresh_ids() -> None:
+    """In a forked child: none of the parent's unused clickIds, which the parent may still use."""
+    _fresh_ids.clear()
+    for cookie in list(_cookies):
+        cookie._fresh.clear()
+
+
+_cookies: weakref.WeakSet[JourneyCookie] = weakref.WeakSet()
+os.register_at_fork(after_in_child=_forget_fresh_ids)  # uWSGI's C-level fork runs it too
 
 
 @lru_cache(maxsize=8)
@@ -93,28 +107,32 @@ class _JourneySigner(TimestampSigner):
     """itsdangerous's timed signer with keyed BLAKE2b, for one key.
 
     Signing, on every new visitor's page, is ``TimestampSigner.sign`` with
-    the work that repeats done once: the key is derived once, and the
-    timestamp (whole seconds) is encoded once per second. The bytes are
-    exactly itsdangerous's, and verifying is itsdangerous's own.
+    the work that repeats done once and no helper calls: the key is derived
+    once, and the timestamp (whole seconds) is encoded once per second. The
+    bytes are exactly itsdangerous's, and verifying is itsdangerous's own.
     """
 
     def __init__(self, secret_key: str, salt: str) -> None:
         super().__init__(secret_key, salt=salt, digest_method=hashlib.sha256)
         self.algorithm = _KeyedBlake2b()
         self._key = super().derive_key()
-        self._stamp = (0, b"")  # (second, ".<its base64>")
+        self.second = 0  # of the last signature
+        self._stamp = b""  # ".<the second in base64>"
 
     def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
         return self._key if secret_key is None else super().derive_key(secret_key)
 
     def sign(self, value: str | bytes) -> bytes:
         now = self.get_timestamp()
-        second, stamp = self._stamp
-        if second != now:
-            stamp = self.sep + base64_encode(int_to_bytes(now))
-            self._stamp = (now, stamp)
-        value = want_bytes(value) + stamp
-        return value + self.sep + base64_encode(_mac(self._key, value))
+        if now != self.second:
+            self._stamp = self.sep + base64_encode(int_to_bytes(now))
+            self.second = now
+        payload = (value.encode() if isinstance(value, str) else value) + self._stamp
+        mac = b2a_base64(_mac(self._key, payload), newline=False).rstrip(b"=")
+        return payload + self.sep + mac.translate(_URLSAFE_BASE64)
+
+
+_URLSAFE_BASE64 = bytes.maketrans(b"+/", b"-_")
 
 
 JourneyParams = tuple[tuple[str, str], ...]  # (name, value) pairs, hashable for the cache
@@ -140,11 +158,15 @@ class JourneyCookie:
     cookie expires server-side too). Verified values are remembered in a
     bounded cache keyed by the exact ``Cookie`` header: a returning visitor
     costs a dict lookup, and the age is still checked on every request.
+
+    A new visitor's clickId and its cookie value come together from
+    :meth:`new_journey`, made ahead in batches.
     """
 
     SALT = "bangi-landing.journey"
     MAX_LENGTH = 768  # a clickId alone is about 80 characters; longer ones are not even verified
     CACHE_SIZE = 4096
+    FRESH_FOR = 10  # seconds a value signed ahead may wait for its page
 
     def __init__(
         self,
@@ -162,6 +184,8 @@ class JourneyCookie:
         self._signer = _JourneySigner(secret_key, salt=self.SALT)
         self._read = lru_cache(maxsize=self.CACHE_SIZE)(self._read_header)
         self._attributes: dict[bool, tuple[int, str]] = {}  # by secure: (second, "; Expires=...")
+        self._fresh: deque[tuple[str, str, int]] = deque()  # (clickId, value, signed at)
+        _cookies.add(self)
 
     def load(self, environ: WSGIEnvironment) -> SavedJourney | None:
         """The journey in the request's cookie, or None when absent, forged or expired."""
@@ -188,11 +212,35 @@ class JourneyCookie:
             return None
         return SavedJourney(click_id, _decode_params(encoded)), signed_at.timestamp()
 
+    def new_journey(self) -> tuple[str, str]:
+        """A fresh clickId (see :func:`new_click_id`) and the cookie value carrying it.
+
+        Made ``_BATCH`` at a time and signed in one go: a new visitor's page
+        then takes a pair off a queue instead of running the MAC and its
+        encoding, whose code, cold on every page, costs a page several times
+        what it costs in a loop. A value is used at most ``FRESH_FOR`` seconds
+        after it was signed (so a cookie expires at most that much early);
+        older ones are dropped. A forked child starts with none of its parent's.
+        """
+        now = time.time()
+        while True:
+            try:
+                click_id, value, signed_at = self._fresh.popleft()
+            except IndexError:  # deque operations are atomic: threads need no lock
+                self._fresh.extend((c, self.value(c), self._signer.second) for c in _uuid4_batch())
+                continue
+            if now - signed_at <= self.FRESH_FOR:
+                return click_id, value
+            self._fresh.clear()
+
     def header(self, click_id: str, params: JourneyParams = (), *, secure: bool) -> str:
         """A ``Set-Cookie`` value carrying ``click_id`` and the journey's ``params``."""
-        value = self.value(click_id, params)
+        return self.header_with(self.value(click_id, params), secure=secure)
+
+    def header_with(self, value: str, *, secure: bool) -> str:
+        """A ``Set-Cookie`` value carrying a signed ``value`` (from :meth:`value`)."""
         # The signed value is base64url, a UUID and "~", which werkzeug never
-        # quotes, so it can go in front of the attributes it wrote this second.
+        # quotes, so it can go in front of the attributes it writes once a second.
         now = int(time.time())
         cached = self._attributes.get(secure)
         if cached is None or cached[0] != now:

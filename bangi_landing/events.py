@@ -66,7 +66,7 @@ class Event:
         data = {
             "kind": self.kind,
             "clickId": self.click_id,
-            "params": dict(self.params),
+            "params": dict(self.params.items()),  # the lazy click parameters' own items
             "eventId": self.event_id,
             "createdAt": self.created_at,
         }

@@ -24,7 +24,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, ItemsView, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
 from urllib.parse import parse_qsl
@@ -37,7 +37,6 @@ from .click_id import (
     MAX_PARAM_LENGTH,
     JourneyCookie,
     JourneyParams,
-    new_click_id,
     parse_click_id,
 )
 from .destinations import BangiTracker, Destination
@@ -105,6 +104,7 @@ class Journey:
     save: bool  # the cookie must be (re)written, if the response continues the journey
     is_submit: bool
     fields: dict[str, Any] | None  # a submit's parsed fields
+    cookie: str | None = None  # the journey cookie's value, when signed ahead (a new journey)
 
 
 class Decision(NamedTuple):
@@ -306,13 +306,12 @@ class BangiLanding:
             response.report_events()
             if not response.rewriting:
                 return app_iter  # nothing to rewrite: the app's iterable as is (file_wrapper too)
-            if (
-                response.rewriter is None
-                and isinstance(app_iter, (list, tuple))
-                and len(app_iter) == 1
-                and not hasattr(app_iter, "close")
-            ):
-                return [response.rewrite_whole(app_iter[0])]  # the whole body, at once
+            if response.rewriter is None and response.length >= 0:
+                # A page of known length usually comes in one piece: then it is
+                # read here and rewritten at once, and the server gets a list.
+                whole, app_iter = _whole_body(app_iter, response.length)
+                if whole is not None:
+                    return [response.rewrite_whole(whole)]
         return _RewrittenBody(app_iter, response)
 
     # The request side
@@ -333,6 +332,7 @@ class BangiLanding:
             fields = self._read_submit(environ) if read_fields is None else read_fields()
         query = environ.get("QUERY_STRING", "")
         source: _Source
+        signed = None
         if click_id := parse_click_id(self._url_click_id(query)):
             source = "url"
         elif fields and (click_id := parse_click_id(fields.get(self.field_name))):
@@ -340,13 +340,14 @@ class BangiLanding:
         elif saved:
             click_id, source = saved.click_id, "cookie"
         else:
-            click_id, source = new_click_id(), "new"
+            (click_id, signed), source = self.cookie.new_journey(), "new"
         params: JourneyParams = saved.params if saved and saved.click_id == click_id else ()
         if self.journey_params and len(params) < len(self.journey_params) and query:
             params = self._kept_params(query, params)
         save = saved is None or saved.click_id != click_id or saved.params != params
         environ[ENVIRON_KEY] = click_id
-        return Journey(click_id, source, params, save, is_submit, fields)
+        signed = None if params else signed  # signed for the clickId alone
+        return Journey(click_id, source, params, save, is_submit, fields, signed)
 
     def _kept_params(self, query: str, params: JourneyParams) -> JourneyParams:
         """``params`` plus the kept URL parameters it lacks, from ``query`` (first value wins)."""
@@ -428,11 +429,12 @@ class BangiLanding:
         :param found: the response's ``content-type``, ``content-encoding`` and
             ``content-disposition`` headers (lowercase names).
         """
-        return self._decision(environ, journey, code, *classify(code, found))
+        return Decision(*self._decision(environ, journey, code, *classify(code, found)))
 
     def _decision(
         self, environ: WSGIEnvironment, journey: Journey, code: int, page: bool, rewritable: bool
-    ) -> Decision:
+    ) -> tuple[list[Event], bool, bool]:
+        """:meth:`decide`'s answer as a plain tuple, for the middleware's own use on every page."""
         method = environ.get("REQUEST_METHOD", "GET")
         events = []
         if journey.is_submit and code < 400:
@@ -442,7 +444,7 @@ class BangiLanding:
         active = journey.source != "new" or bool(events)
         set_cookie = active and code < 400 and journey.save
         rewrite = active and rewritable and method != "HEAD"
-        return Decision(events, set_cookie, rewrite)
+        return events, set_cookie, rewrite
 
     def report(self, event: Event) -> None:
         """Hand ``event`` to the sender; never raises.
@@ -588,9 +590,59 @@ class _Response:
             return headers
         if set_cookie:
             secure = environ.get("wsgi.url_scheme") == "https"
-            cookie = middleware.cookie.header(journey.click_id, journey.params, secure=secure)
+            cookie = (
+                middleware.cookie.header_with(journey.cookie, secure=secure)
+                if journey.cookie
+                else middleware.cookie.header(journey.click_id, journey.params, secure=secure)
+            )
             changed.append(("Set-Cookie", cookie))
         return changed
+
+
+def _whole_body(app_iter: Iterable[bytes], length: int) -> tuple[bytes | None, Iterable[bytes]]:
+    """The body, if its first chunk is all ``length`` bytes of it and nothing follows.
+
+    Otherwise None, and an iterable of the same chunks (those already read
+    first) that closes the app's. Either way the app's iterable is closed once.
+    """
+    if isinstance(app_iter, (list, tuple)) and not hasattr(app_iter, "close"):
+        whole = len(app_iter) == 1 and len(app_iter[0]) == length
+        return (app_iter[0] if whole else None), app_iter
+    chunks = iter(app_iter)
+    try:
+        first = next(chunks, None)
+        if first is None or len(first) != length:
+            return None, _Chunks([] if first is None else [first], chunks, app_iter)
+        second = next(chunks, None)
+        if second is not None:
+            return None, _Chunks([first, second], chunks, app_iter)
+    except BaseException:
+        _close(app_iter)
+        raise
+    _close(app_iter)
+    return first, ()
+
+
+class _Chunks:
+    """Chunks already read, then the rest of the app's iterable, which it closes."""
+
+    __slots__ = ("_app_iter", "_read", "_rest")
+
+    def __init__(self, read: list[bytes], rest: Iterator[bytes], app_iter: Iterable[bytes]) -> None:
+        self._read, self._rest, self._app_iter = read, rest, app_iter
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self._read
+        yield from self._rest
+
+    def close(self) -> None:
+        _close(self._app_iter)
+
+
+def _close(app_iter: Iterable[bytes]) -> None:
+    close = getattr(app_iter, "close", None)
+    if close is not None:
+        close()
 
 
 class _RewrittenBody:
@@ -622,9 +674,7 @@ class _RewrittenBody:
                 yield tail
 
     def close(self) -> None:
-        close = getattr(self._app_iter, "close", None)
-        if close is not None:
-            close()
+        _close(self._app_iter)
 
 
 class _ClickParams(Mapping[str, Any]):
@@ -660,6 +710,9 @@ class _ClickParams(Mapping[str, Any]):
 
     def __getitem__(self, key: str) -> Any:
         return self._parsed()[key]
+
+    def items(self) -> ItemsView[str, Any]:  # the parsed dict's own: no call per item
+        return self._parsed().items()
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._parsed())

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from functools import lru_cache
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -35,18 +34,23 @@ class VisitorFilter:
         ``Purpose: prefetch``, ``X-Moz: prefetch``, ``X-Purpose: preview``) as such.
     """
 
+    MAX_AGENTS = 2048  # User-Agents remembered
+    MAX_AGENT_LENGTH = 512  # longer ones (no browser's) are matched every time
+
     def __init__(self, bot_agents: Iterable[str] = BOT_AGENTS, *, prefetch: bool = True) -> None:
         agents = [agent.lower() for agent in bot_agents if agent]
         pattern = re.compile("|".join(map(re.escape, agents)), re.IGNORECASE) if agents else None
         self.prefetch = prefetch
-        # User-Agents repeat: each is matched once.
-        self._is_bot = lru_cache(maxsize=2048)(
-            lambda agent: pattern is not None and pattern.search(agent) is not None
-        )
+        self._pattern = pattern
+        self._verdicts: dict[str, bool] = {}  # User-Agents repeat: each is matched once
 
     def ignores(self, environ: WSGIEnvironment) -> bool:
         """True for a request that must make no click and get no cookie."""
-        if self._is_bot(environ.get("HTTP_USER_AGENT", "")):
+        agent = environ.get("HTTP_USER_AGENT", "")
+        is_bot = self._verdicts.get(agent)
+        if is_bot is None:
+            is_bot = self._is_bot(agent)
+        if is_bot:
             return True
         return self.prefetch and (
             "prefetch" in environ.get("HTTP_SEC_PURPOSE", "")
@@ -54,3 +58,11 @@ class VisitorFilter:
             or "prefetch" in environ.get("HTTP_X_MOZ", "")
             or "preview" in environ.get("HTTP_X_PURPOSE", "")
         )
+
+    def _is_bot(self, agent: str) -> bool:
+        is_bot = self._pattern is not None and self._pattern.search(agent) is not None
+        if len(agent) <= self.MAX_AGENT_LENGTH:
+            if len(self._verdicts) >= self.MAX_AGENTS:
+                self._verdicts.clear()  # cheaper than an LRU, and common agents come straight back
+            self._verdicts[agent] = is_bot
+        return is_bot

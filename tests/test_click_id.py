@@ -8,6 +8,7 @@ import threading
 import time
 import types
 import uuid
+from collections.abc import Callable
 
 import pytest
 from itsdangerous import TimestampSigner
@@ -122,20 +123,46 @@ def test_threads_never_share_a_click_id() -> None:
     assert len(set(ids)) == len(ids) == 8000
 
 
+COOKIE = JourneyCookie(SECRET)
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
-def test_a_forked_child_never_repeats_its_parents_click_ids() -> None:
-    new_click_id()  # the parent now holds clickIds made in advance
+@pytest.mark.parametrize(
+    "make", [new_click_id, lambda: COOKIE.new_journey()[0]], ids=["new_click_id", "new_journey"]
+)
+def test_a_forked_child_never_repeats_its_parents_click_ids(make: Callable[[], str]) -> None:
+    make()  # the parent now holds clickIds made in advance
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child
-        os.write(write_end, ",".join(new_click_id() for _ in range(10)).encode())
+        os.write(write_end, ",".join(make() for _ in range(10)).encode())
         os._exit(0)
     os.close(write_end)
     with os.fdopen(read_end) as pipe:
         child = set(pipe.read().split(","))
     assert os.waitpid(pid, 0)[1] == 0
-    parent = {new_click_id() for _ in range(10)}
+    parent = {make() for _ in range(10)}
     assert len(child) == 10 and not child & parent
+
+
+def test_a_new_journey_is_a_fresh_click_id_and_its_signed_cookie() -> None:
+    cookie = JourneyCookie(SECRET)
+    journeys = [cookie.new_journey() for _ in range(200)]  # several batches
+    assert len({click_id for click_id, _ in journeys}) == 200
+    for click_id, value in journeys:
+        assert uuid.UUID(click_id).version == 4
+        assert cookie.load({"HTTP_COOKIE": f"bangi_journey={value}"}) == (click_id, ())
+    assert cookie.header_with(value, secure=False).startswith(f"bangi_journey={value}; Expires=")
+
+
+def test_values_signed_ahead_are_not_used_once_stale(monkeypatch: pytest.MonkeyPatch) -> None:
+    cookie = JourneyCookie(SECRET)
+    start = time.time()
+    cookie.new_journey()  # the rest of the batch waits, signed now
+    monkeypatch.setattr(time, "time", lambda: start + cookie.FRESH_FOR + 2)
+    _, value = cookie.new_journey()
+    _, signed_at = cookie._signer.unsign(value, return_timestamp=True)
+    assert signed_at.timestamp() >= start + cookie.FRESH_FOR + 1
 
 
 def test_cookie_header_is_what_werkzeug_writes() -> None:

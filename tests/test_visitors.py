@@ -72,3 +72,16 @@ def test_the_lists_are_configurable() -> None:
     assert VisitorFilter(()).ignores(environ)  # the prefetch
     googlebot = {"HTTP_USER_AGENT": NOT_VISITORS["googlebot"]}
     assert not VisitorFilter((), prefetch=False).ignores(googlebot)
+
+
+def test_verdicts_are_remembered_within_bounds() -> None:
+    visitors = VisitorFilter()
+    for n in range(visitors.MAX_AGENTS + 10):  # a User-Agent per request, say a scanner's
+        assert not visitors.ignores({"HTTP_USER_AGENT": f"{CHROME} {n}"})
+    assert len(visitors._verdicts) <= visitors.MAX_AGENTS
+    long_bot = "x" * visitors.MAX_AGENT_LENGTH + " Googlebot/2.1"
+    assert visitors.ignores({"HTTP_USER_AGENT": long_bot})  # matched, not remembered
+    assert visitors.ignores({"HTTP_USER_AGENT": long_bot})
+    assert long_bot not in visitors._verdicts
+    assert visitors.ignores({"HTTP_USER_AGENT": NOT_VISITORS["googlebot"]})  # remembered: still
+    assert visitors.ignores({"HTTP_USER_AGENT": NOT_VISITORS["googlebot"]})

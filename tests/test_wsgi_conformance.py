@@ -173,6 +173,55 @@ def test_more_body_than_the_declared_length_passes_through() -> None:
     )
 
 
+class Tracked:
+    """An app's body that records how it was read and closed."""
+
+    def __init__(self, chunks: list[bytes], *, fail: bool = False) -> None:
+        self.chunks, self.fail, self.closes = chunks, fail, 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        if self.fail:
+            raise OSError("the page's file went away")
+        yield from self.chunks
+
+    def close(self) -> None:
+        self.closes += 1
+
+
+def serve(body: Tracked, length: int) -> Iterable[bytes]:
+    """The middleware's answer, as a server gets it, for a page with this body."""
+
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        start_response("200 OK", [*HTML, ("Content-Length", str(length))])
+        return body
+
+    return middleware(app, Recorder())(create_environ("/"), lambda *args: None)
+
+
+def test_a_declared_length_body_in_one_piece_is_read_closed_and_served_as_a_list() -> None:
+    body = Tracked([PAGE])
+    app_iter = serve(body, len(PAGE))
+    assert isinstance(app_iter, list) and body.closes == 1
+    assert app_iter[0].count(b'name="sub1"') == 1
+
+
+def test_a_declared_length_body_in_pieces_keeps_every_piece_and_closes_once() -> None:
+    body = Tracked([PAGE[:10], PAGE[10:40], PAGE[40:]])
+    app_iter = serve(body, len(PAGE))
+    served = b"".join(app_iter)
+    assert body.closes == 0  # the server closes it, through the middleware
+    app_iter.close()  # type: ignore[attr-defined]
+    assert body.closes == 1
+    assert re.sub(rb'<input type="hidden" name="sub1" value="[0-9a-f-]{36}">', b"", served) == PAGE
+
+
+def test_a_body_that_fails_when_read_is_closed_and_the_error_raised() -> None:
+    body = Tracked([PAGE], fail=True)
+    with pytest.raises(OSError, match="went away"):
+        serve(body, len(PAGE))
+    assert body.closes == 1
+
+
 def test_close_is_called() -> None:
     ClosingBody.closed = False
     fetch(wrap(closing_app, Recorder()))
