@@ -166,6 +166,7 @@ class JourneyCookie:
     SALT = "bangi-landing.journey"
     MAX_LENGTH = 768  # a clickId alone is about 80 characters; longer ones are not even verified
     CACHE_SIZE = 4096
+    SIGNED_AHEAD = 16  # cookie values signed in one go
     FRESH_FOR = 10  # seconds a value signed ahead may wait for its page
 
     def __init__(
@@ -227,7 +228,8 @@ class JourneyCookie:
             try:
                 click_id, value, signed_at = self._fresh.popleft()
             except IndexError:  # deque operations are atomic: threads need no lock
-                self._fresh.extend((c, self.value(c), self._signer.second) for c in _uuid4_batch())
+                fresh = [new_click_id() for _ in range(self.SIGNED_AHEAD)]
+                self._fresh.extend((c, self.value(c), self._signer.second) for c in fresh)
                 continue
             if now - signed_at <= self.FRESH_FOR:
                 return click_id, value

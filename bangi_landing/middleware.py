@@ -40,7 +40,7 @@ from .click_id import (
     parse_click_id,
 )
 from .destinations import BangiTracker, Destination
-from .events import Event, click_event_id, journey_event_id
+from .events import EVENT_KINDS, Event, click_event_id, journey_event_id
 from .outbox import DEFAULT_OUTBOX
 from .page_cache import PageCache
 from .relay import StatusRelay
@@ -108,7 +108,7 @@ class Journey:
 
 
 class Decision(NamedTuple):
-    events: list[Event]  # to report once the response is final
+    events: tuple[Event, ...]  # to report once the response is final
     set_cookie: bool
     rewrite: bool  # the clickId goes in the body's forms
 
@@ -261,6 +261,7 @@ class BangiLanding:
         self.pages = PageCache(field_name=field_name, link_hosts=self.link_hosts)
         self.responses = ResponseShapes()
         self.durable_clicks = durable_clicks
+        self._durable_kinds = frozenset(EVENT_KINDS if durable_clicks else ("lead", "postback"))
         self.visitors = VisitorFilter(bot_agents, prefetch=ignore_prefetch)
         # URL parameters kept for the journey, in its cookie, for the destinations that need them.
         self.journey_params = tuple(
@@ -333,7 +334,7 @@ class BangiLanding:
         query = environ.get("QUERY_STRING", "")
         source: _Source
         signed = None
-        if click_id := parse_click_id(self._url_click_id(query)):
+        if click_id := self._url_click_id(query):
             source = "url"
         elif fields and (click_id := parse_click_id(fields.get(self.field_name))):
             source = "form"
@@ -361,11 +362,13 @@ class BangiLanding:
         return tuple(have.items())
 
     def _url_click_id(self, query: str) -> str | None:
+        """The valid clickId in the URL, if any."""
         if self.url_param not in query and "%" not in query:
             return None  # most pages: not worth parsing the query
-        return next(
+        value = next(
             (v for k, v in parse_qsl(query, keep_blank_values=True) if k == self.url_param), None
         )
+        return parse_click_id(value)
 
     def _read_submit(self, environ: WSGIEnvironment) -> dict[str, Any] | None:
         """Read and parse a submit's body, leaving an identical body for the app."""
@@ -433,14 +436,14 @@ class BangiLanding:
 
     def _decision(
         self, environ: WSGIEnvironment, journey: Journey, code: int, page: bool, rewritable: bool
-    ) -> tuple[list[Event], bool, bool]:
+    ) -> tuple[tuple[Event, ...], bool, bool]:
         """:meth:`decide`'s answer as a plain tuple, for the middleware's own use on every page."""
         method = environ.get("REQUEST_METHOD", "GET")
-        events = []
+        events: tuple[Event, ...] = ()
         if journey.is_submit and code < 400:
-            events.append(self._lead(journey))
+            events = (self._lead(journey),)
         elif journey.source == "new" and method == "GET" and 200 <= code < 300 and page:
-            events.append(self._click(environ, journey))
+            events = (self._click(environ, journey),)
         active = journey.source != "new" or bool(events)
         set_cookie = active and code < 400 and journey.save
         rewrite = active and rewritable and method != "HEAD"
@@ -452,13 +455,13 @@ class BangiLanding:
         A lead (and a click, with ``durable_clicks``) is in the outbox when this returns.
         """
         try:
-            self.sender.submit(event, durable=self.is_durable(event))
+            self.sender.submit(event, durable=event.kind in self._durable_kinds)
         except Exception:
             logger.exception("bangi-landing: could not queue a %s event", event.kind)
 
     def is_durable(self, event: Event) -> bool:
         """Whether reporting ``event`` writes it to the outbox before returning."""
-        return event.kind != "click" or self.durable_clicks
+        return event.kind in self._durable_kinds
 
     def report_status(
         self,
@@ -523,13 +526,12 @@ class _Response:
         self.rewriting = False  # the body gets the clickId
         self.length = -1  # the app's Content-Length: a first chunk this long is the whole body
         self.rewriter: StreamRewriter | None = None  # made when the body comes in pieces
-        self.events: list[Event] = []  # reported once the response is final
+        self.events: tuple[Event, ...] = ()  # reported once the response is final
 
     def report_events(self) -> None:
-        if self.events:
-            for event in self.events:
-                self.middleware.report(event)
-            self.events.clear()
+        events, self.events = self.events, ()
+        for event in events:
+            self.middleware.report(event)
 
     def start_response(
         self, status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None
@@ -544,7 +546,7 @@ class _Response:
         else:
             # An error page replaces the response: no click or lead, no rewriting.
             self.rewriting = False
-            self.events.clear()
+            self.events = ()
         write = self.server_start_response(status, headers, exc_info)
         if not self.rewriting:
             return write

@@ -134,7 +134,7 @@ def p99(app, environ, n: int) -> float:  # type: ignore[no-untyped-def]
 
 
 def slow_tracker_bench() -> None:
-    n = 3000
+    n = 10_000
     environ = create_environ("/?source=facebook")  # every request is a new visitor: a click
     with sink() as instant, sink(delay=2.0) as slow, silent_tracker() as silent:
         trackers = {"instant": instant, "answers after 2 s": slow, "never answers": silent}
