@@ -260,7 +260,6 @@ class BangiLanding:
         self.link_hosts = tuple(link_hosts)
         self.pages = PageCache(field_name=field_name, link_hosts=self.link_hosts)
         self.responses = ResponseShapes()
-        self.durable_clicks = durable_clicks
         self._durable_kinds = frozenset(EVENT_KINDS if durable_clicks else ("lead", "postback"))
         self.visitors = VisitorFilter(bot_agents, prefetch=ignore_prefetch)
         # URL parameters kept for the journey, in its cookie, for the destinations that need them.

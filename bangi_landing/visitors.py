@@ -39,9 +39,10 @@ class VisitorFilter:
 
     def __init__(self, bot_agents: Iterable[str] = BOT_AGENTS, *, prefetch: bool = True) -> None:
         agents = [agent.lower() for agent in bot_agents if agent]
-        pattern = re.compile("|".join(map(re.escape, agents)), re.IGNORECASE) if agents else None
         self.prefetch = prefetch
-        self._pattern = pattern
+        self._pattern = (
+            re.compile("|".join(map(re.escape, agents)), re.IGNORECASE) if agents else None
+        )
         self._verdicts: dict[str, bool] = {}  # User-Agents repeat: each is matched once
 
     def ignores(self, environ: WSGIEnvironment) -> bool:
