@@ -46,6 +46,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from ._sqlite import switch_to_wal
 from .events import Event
 
 __all__ = ["DEFAULT_OUTBOX", "Claim", "Outbox", "default_path"]
@@ -152,7 +153,9 @@ class Outbox:
         self._local = threading.local()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with _GUARD.held:
-            self._connection().executescript(_SCHEMA)  # its own transaction
+            # Taking the write lock up front lets the busy timeout work when
+            # several workers create the same new file at once.
+            self._connection().executescript(f"BEGIN IMMEDIATE; {_SCHEMA}; COMMIT;")
 
     # Writing events
 
@@ -407,7 +410,7 @@ class Outbox:
             connection = sqlite3.connect(
                 self.path, timeout=self.BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
             )
-            connection.execute("PRAGMA journal_mode = WAL")
+            switch_to_wal(connection, self.BUSY_TIMEOUT)
             local.connection = connection
             local.durable = None
             local.pid = os.getpid()  # last: a failed connect is tried again next time

@@ -96,11 +96,18 @@ class Landing:
 @contextmanager
 def landing(outbox: Path, tracker_port: int, *options: str) -> Iterator[Landing]:
     server = Landing(outbox, tracker_port, *options)
+    failed = False
     try:
         yield server
+    except BaseException:
+        failed = True
+        raise
     finally:
         if server.process.poll() is None:
             server.stop(signal.SIGKILL)
+        if failed:  # pytest shows what was printed with the failure
+            server._reader.join(5)
+            print("gunicorn's log:", *server.log, sep="\n")
 
 
 def traffic(server: Landing, views: int, orders: int) -> tuple[list[str], list[str]]:
