@@ -197,27 +197,6 @@ def test_processes_sharing_a_file_never_claim_the_same_row(tmp_path: Path) -> No
     assert outbox.depth() == 0
 
 
-def _open_and_add(path: str, start: Any, n: int) -> None:
-    start.wait(10)
-    Outbox(path).add([click(n)], [BANGI], max_age=DAY)
-
-
-def test_workers_booting_together_can_all_create_the_same_new_file(tmp_path: Path) -> None:
-    # SQLite answers "database is locked" at once, without waiting, to a second
-    # process switching a new file to WAL: gunicorn workers failed to boot.
-    context = multiprocessing.get_context("fork")
-    for round in range(12):
-        path = str(tmp_path / f"new-{round}.sqlite3")
-        start = context.Barrier(6)
-        processes = [context.Process(target=_open_and_add, args=(path, start, n)) for n in range(6)]
-        for process in processes:
-            process.start()
-        for process in processes:
-            process.join(30)
-        assert [process.exitcode for process in processes] == [0] * 6
-        assert Outbox(path).depth() == 6
-
-
 def test_a_fork_while_another_thread_writes_does_not_hang_the_child(tmp_path: Path) -> None:
     outbox = Outbox(tmp_path / "outbox.sqlite3")
     stop = threading.Event()
