@@ -123,12 +123,7 @@ class BangiLandingMiddleware(BangiLanding):
 
     def _journey(self, request: HttpRequest) -> Journey | None:
         try:
-            # Crawlers, link previews and prefetches are not visitors: untouched.
-            journey = (
-                None
-                if self.visitors.ignores(request.META)
-                else self._restore(request.META, read_fields=partial(self._read_fields, request))
-            )
+            journey = self._restore(request.META, read_fields=partial(self._read_fields, request))
         except Exception:
             logger.exception("bangi-landing: could not read the request; passing it through")
             journey = None

@@ -190,9 +190,10 @@ class BangiLanding:
     :param link_hosts: links to these hosts get ``clickId=`` appended, for funnels
         that cross to domains the cookie does not reach.
     :param bot_agents: User-Agent substrings (any case) of crawlers and link-preview
-        fetchers: their requests pass through untouched, no click, no cookie.
+        fetchers: their requests pass through untouched, no click, no cookie
+        (unless they carry a journey cookie: they continue that journey).
     :param ignore_prefetch: prefetch requests (``Sec-Purpose: prefetch`` and the
-        like) pass through untouched too.
+        like) pass through untouched too, with the same exception.
     :param outbox: the SQLite file where events wait until the tracker has them,
         shared by the landing's worker processes. Default: ``BANGI_OUTBOX``, else
         ``~/.local/state/bangi-landing/outbox.sqlite3``. ``None`` keeps events
@@ -291,8 +292,7 @@ class BangiLanding:
         if self.relay is not None and environ.get("PATH_INFO") == self.relay_path:
             return self.relay(environ, start_response)
         try:
-            # Crawlers, link previews and prefetches are not visitors: untouched.
-            journey = None if self.visitors.ignores(environ) else self._restore(environ)
+            journey = self._restore(environ)
         except Exception:
             logger.exception("bangi-landing: could not read the request; passing it through")
             journey = None
@@ -320,8 +320,13 @@ class BangiLanding:
         self,
         environ: WSGIEnvironment,
         read_fields: Callable[[], dict[str, Any] | None] | None = None,
-    ) -> Journey:
-        """The request's journey; a submit's fields come from ``read_fields`` or the body."""
+    ) -> Journey | None:
+        """The request's journey; a submit's fields come from ``read_fields`` or the body.
+
+        None for crawlers, link previews and prefetches, which start no journey
+        and take over none (their requests pass through untouched), unless the
+        journey cookie shows the request continues a visitor's journey.
+        """
         saved = self.cookie.load(environ)
         is_submit = (
             environ.get("REQUEST_METHOD") == "POST"
@@ -340,7 +345,11 @@ class BangiLanding:
         elif saved:
             click_id, source = saved.click_id, "cookie"
         else:
-            (click_id, signed), source = self.cookie.new_journey(), "new"
+            click_id, source = None, "new"
+        if source != "cookie" and self.visitors.ignores(environ):
+            return None
+        if click_id is None:
+            click_id, signed = self.cookie.new_journey()
         params: JourneyParams = saved.params if saved and saved.click_id == click_id else ()
         if self.journey_params and len(params) < len(self.journey_params) and query:
             params = self._kept_params(query, params)

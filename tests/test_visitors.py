@@ -58,6 +58,24 @@ def test_prefetches_pass_through(landing: Landing, headers: dict[str, str]) -> N
     assert landing.events() == []
 
 
+def test_a_crawlers_submit_reports_no_lead(landing: Landing) -> None:
+    click_id = "8f1b5c6e-7a3d-4d20-a7f1-12a2b8f7a9c1"
+    agent = {"User-Agent": NOT_VISITORS["googlebot"]}
+    response = landing.post(data={"sub1": click_id, "offer": "7"}, headers=agent)
+    assert response.ok
+    assert "Set-Cookie" not in response.headers
+    assert landing.events() == []
+
+
+def test_a_request_with_a_journey_cookie_continues_the_journey(landing: Landing) -> None:
+    landing.get("/?source=fb", headers={"User-Agent": CHROME})
+    [click] = landing.events()
+    # The visitor's browser prefetches the next page: it carries the cookie.
+    response = landing.get("/", headers={"User-Agent": CHROME, "Sec-Purpose": "prefetch"})
+    assert f'name="sub1" value="{click["clickId"]}"' in response.text
+    assert len(landing.events()) == 1  # no second click
+
+
 @pytest.mark.parametrize("agent", VISITORS.values(), ids=VISITORS.keys())
 def test_visitors_are_counted(landing: Landing, agent: str) -> None:
     response = landing.get("/?source=fb", headers={"User-Agent": agent})
