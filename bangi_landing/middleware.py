@@ -5,6 +5,8 @@ Per request:
 1. **Restore the journey.** A valid UUID from the URL parameter ``clickId``,
    else from the ``sub1`` field of a submit, else from the signed cookie. None
    of them: a fresh uuid4, used only if this response starts a journey.
+   Crawlers, link previews and prefetches start no journey and take over
+   none: unless their cookie continues one, they pass through untouched.
 2. **Run the app.** It can read the clickId at ``environ["bangi.click_id"]``;
    a submit's body is read first and handed over unchanged.
 3. **Look at the response.** A new visitor's landing page view (GET, 2xx,
