@@ -22,3 +22,12 @@ def switch_to_wal(connection: sqlite3.Connection, timeout: float) -> None:
             if error.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
                 raise
             time.sleep(0.01)
+
+
+def create_schema(connection: sqlite3.Connection, schema: str) -> None:
+    """Run ``schema`` (``CREATE ... IF NOT EXISTS`` statements) in one transaction.
+
+    Taking the write lock up front lets the busy timeout work when several
+    workers create the same new file at once.
+    """
+    connection.executescript(f"BEGIN IMMEDIATE; {schema}; COMMIT;")

@@ -46,7 +46,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ._sqlite import switch_to_wal
+from ._sqlite import create_schema, switch_to_wal
 from .events import Event
 
 __all__ = ["DEFAULT_OUTBOX", "Claim", "Outbox", "default_path"]
@@ -153,9 +153,7 @@ class Outbox:
         self._local = threading.local()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with _GUARD.held:
-            # Taking the write lock up front lets the busy timeout work when
-            # several workers create the same new file at once.
-            self._connection().executescript(f"BEGIN IMMEDIATE; {_SCHEMA}; COMMIT;")
+            create_schema(self._connection(), _SCHEMA)
 
     # Writing events
 

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .._sqlite import switch_to_wal
+from .._sqlite import create_schema, switch_to_wal
 from ..statuses import PAID_STATUSES, Status, StatusMapper
 
 EVENT_TYPES = ("click", "lead", "postback", "altercpa")
@@ -121,7 +121,7 @@ class TrackerStore:
         self._idle: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         with self._connection() as db:
             switch_to_wal(db, timeout=10)
-            db.executescript(f"BEGIN IMMEDIATE; {_SCHEMA}; COMMIT;")  # see Outbox.__init__
+            create_schema(db, _SCHEMA)
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10)
