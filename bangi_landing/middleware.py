@@ -340,7 +340,8 @@ class BangiLanding:
         query = environ.get("QUERY_STRING", "")
         source: _Source
         signed = None
-        if click_id := self._url_click_id(query):
+        # Most pages carry no clickId: looking costs a substring test, not a call.
+        if (self.url_param in query or "%" in query) and (click_id := self._url_click_id(query)):
             source = "url"
         elif fields and (click_id := parse_click_id(fields.get(self.field_name))):
             source = "form"
@@ -373,8 +374,6 @@ class BangiLanding:
 
     def _url_click_id(self, query: str) -> str | None:
         """The valid clickId in the URL, if any."""
-        if self.url_param not in query and "%" not in query:
-            return None  # most pages: not worth parsing the query
         value = next(
             (v for k, v in parse_qsl(query, keep_blank_values=True) if k == self.url_param), None
         )
@@ -612,25 +611,25 @@ class _Response:
 
 
 def _whole_body(app_iter: Iterable[bytes], length: int) -> tuple[bytes | None, Iterable[bytes]]:
-    """The body, if its first chunk is all ``length`` bytes of it and nothing follows.
+    """The body, if its first chunk is all ``length`` (its Content-Length) bytes of it.
 
-    Otherwise None, and an iterable of the same chunks (those already read
-    first) that closes the app's. Either way the app's iterable is closed once.
+    Then the app's iterable is closed without asking for more: PEP 3333 tells
+    a server to stop iterating once Content-Length bytes have come, and a
+    chunk past them could never be sent. Otherwise None, and an iterable of
+    the same chunks (the first, already read, then the rest) that closes the
+    app's. Either way the app's iterable is closed once.
     """
     if isinstance(app_iter, (list, tuple)) and not hasattr(app_iter, "close"):
-        whole = len(app_iter) == 1 and len(app_iter[0]) == length
+        whole = len(app_iter) > 0 and len(app_iter[0]) == length
         return (app_iter[0] if whole else None), app_iter
     chunks = iter(app_iter)
     try:
         first = next(chunks, None)
-        if first is None or len(first) != length:
-            return None, _Chunks([] if first is None else [first], chunks, app_iter)
-        second = next(chunks, None)
-        if second is not None:
-            return None, _Chunks([first, second], chunks, app_iter)
     except BaseException:
         _close(app_iter)
         raise
+    if first is None or len(first) != length:
+        return None, _Chunks([] if first is None else [first], chunks, app_iter)
     _close(app_iter)
     return first, ()
 
@@ -676,6 +675,7 @@ class _RewrittenBody:
                 yield chunk
             elif response.rewriter is None and len(chunk) == response.length:
                 yield response.rewrite_whole(chunk)
+                break  # all Content-Length bytes: stop, as a server would (PEP 3333)
             else:
                 # PEP 3333: yield (even b"") for every chunk, never wait for more.
                 yield response.feed(chunk)
