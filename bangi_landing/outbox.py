@@ -384,7 +384,8 @@ class Outbox:
         """Close this thread's connection (others close when their thread's storage goes)."""
         connection = getattr(self._local, "connection", None)
         if connection is not None and getattr(self._local, "pid", None) == os.getpid():
-            connection.close()
+            with _GUARD.held:
+                connection.close()
         self._local.__dict__.clear()
 
     def _one(self, sql: str, params: Sequence[object] = ()) -> Any:
@@ -439,11 +440,17 @@ class _ForkGuard:
 
     def __init__(self) -> None:
         self.held = threading.Lock()
+        # Methods that look ``held`` up when called: a child's fresh lock must
+        # be the one its own forks wait for, down every generation.
         os.register_at_fork(
-            before=self.held.acquire,
-            after_in_parent=self.held.release,
-            after_in_child=self._renew,
+            before=self._take, after_in_parent=self._give_back, after_in_child=self._renew
         )
+
+    def _take(self) -> None:
+        self.held.acquire()
+
+    def _give_back(self) -> None:
+        self.held.release()
 
     def _renew(self) -> None:
         self.held = threading.Lock()

@@ -25,7 +25,8 @@ from bangi_landing.retry import RetryPolicy
 from bangi_landing.sender import BackgroundSender, ThrottledLog
 
 from .conftest import Tracker
-from .test_outbox import Clock, exit_code
+from .forked import exit_code
+from .test_outbox import Clock
 from .utils import Sink, live_server, silent_tracker
 
 

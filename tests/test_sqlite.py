@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
 from pathlib import Path
 from typing import Any
 
@@ -11,10 +10,7 @@ import pytest
 from bangi_landing.outbox import Outbox
 from bangi_landing.tracker.store import TrackerStore
 
-
-def _open(opener: Any, path: str, start: Any) -> None:
-    start.wait(10)
-    opener(path)
+from .forked import fresh_context, open_together
 
 
 @pytest.mark.parametrize("opener", [Outbox, TrackerStore])
@@ -23,11 +19,13 @@ def test_workers_booting_together_can_all_create_the_same_new_file(
 ) -> None:
     # SQLite answers "database is locked" at once, without waiting, to a second
     # process switching a new file to WAL: gunicorn workers failed to boot.
-    context = multiprocessing.get_context("fork")
+    context = fresh_context()
     for round in range(20):
         path = str(tmp_path / f"new-{round}.sqlite3")
         start = context.Barrier(6)
-        processes = [context.Process(target=_open, args=(opener, path, start)) for _ in range(6)]
+        processes = [
+            context.Process(target=open_together, args=(opener, path, start)) for _ in range(6)
+        ]
         for process in processes:
             process.start()
         for process in processes:
