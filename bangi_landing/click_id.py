@@ -18,7 +18,8 @@ from urllib.parse import parse_qsl, urlencode
 from itsdangerous import BadData, TimestampSigner
 from itsdangerous.encoding import base64_encode, int_to_bytes
 from itsdangerous.signer import SigningAlgorithm
-from werkzeug.http import dump_cookie, parse_cookie
+from werkzeug.http import dump_cookie
+from werkzeug.sansio.http import parse_cookie
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
@@ -200,6 +201,8 @@ class JourneyCookie:
         return journey if 0 <= time.time() - signed_at <= self.max_age else None
 
     def _read_header(self, header: str) -> tuple[SavedJourney, float] | None:
+        # The header as the server decoded it (latin-1 under WSGI), not as UTF-8: another
+        # site cookie's bytes (theme=été in latin-1) are no business of ours, and ours is ASCII.
         value = parse_cookie(header).get(self.name)
         if not value or len(value) > self.MAX_LENGTH:
             return None

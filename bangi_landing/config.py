@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
 
 from .destinations import AlterCPAPro, BangiTracker, PostbackTemplates
@@ -146,30 +147,122 @@ def outbox(
         raise ConfigurationError(f"outbox (BANGI_OUTBOX) {path} cannot be used: {error}") from None
 
 
-# Framework setting (Flask config, Django settings) -> BangiLanding option, and its default.
-# The names are those of the environment variables where there is one.
-SETTINGS: dict[str, tuple[str, Any]] = {
-    "BANGI_TRACKER_URL": ("tracker_url", None),
-    "BANGI_CAMPAIGN_ID": ("campaign_id", None),
-    "BANGI_SECRET_KEY": ("secret_key", None),
-    "BANGI_SUBMIT_PATHS": ("submit_paths", ("/submit",)),
-    "BANGI_FIELD_NAME": ("field_name", "sub1"),
-    "BANGI_URL_PARAM": ("url_param", "clickId"),
-    "BANGI_LEAD_FIELDS": ("lead_fields", None),
-    "BANGI_MAX_SUBMIT_SIZE": ("max_submit_size", 64 * 1024),
-    "BANGI_COOKIE_NAME": ("cookie_name", "bangi_journey"),
-    "BANGI_COOKIE_MAX_AGE": ("cookie_max_age", 30 * 24 * 3600),
-    "BANGI_COOKIE_DOMAIN": ("cookie_domain", None),
-    "BANGI_LINK_HOSTS": ("link_hosts", ()),
-    "BANGI_OUTBOX": ("outbox", DEFAULT_OUTBOX),
-    "BANGI_DURABLE_CLICKS": ("durable_clicks", False),
-    "BANGI_ALTERCPA_URL": ("altercpa_url", None),
-    "BANGI_ALTERCPA_TOKEN": ("altercpa_token", None),
-    "BANGI_ALTERCPA_CLICK_PARAM": ("altercpa_click_param", None),
-    "BANGI_POSTBACK_TEMPLATES": ("postback_templates", None),
-    "BANGI_RELAY_PATH": ("relay_path", None),
-    "BANGI_RELAY_SECRET": ("relay_secret", None),
-    "BANGI_RELAY_STATUSES": ("relay_statuses", None),
-    "BANGI_BOT_AGENTS": ("bot_agents", BOT_AGENTS),
-    "BANGI_IGNORE_PREFETCH": ("ignore_prefetch", True),
+# How a setting given as text (an environment variable, or a Flask or Django
+# setting that is a string) becomes an option's value.
+def _text(value: str) -> str:
+    return value
+
+
+def _text_list(value: str) -> tuple[str, ...]:
+    """``"/order, /checkout"``: a comma-separated list (never a list of characters)."""
+    return tuple(item.strip() for item in value.split(",") if item.strip())
+
+
+def _text_int(value: str) -> int:
+    return int(value.strip())
+
+
+def _text_bool(value: str) -> bool:
+    word = value.strip().lower()
+    if word in ("1", "true", "yes", "on"):
+        return True
+    if word in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("must be one of 1, true, yes, on, 0, false, no, off")
+
+
+def _text_mapping(value: str) -> dict[str, str]:
+    """A JSON object, or ``"approved:accept, declined:reject"`` (split at each first colon)."""
+    if value.lstrip().startswith("{"):
+        data = json.loads(value)
+        if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+            raise ValueError("must be a JSON object of strings")
+        return data
+    pairs = [pair.partition(":") for pair in _text_list(value)]
+    if any(not sep or not key.strip() for key, sep, _ in pairs):
+        raise ValueError('must be "key:value" pairs separated by commas, or a JSON object')
+    return {key.strip(): item.strip() for key, _, item in pairs}
+
+
+class Setting(NamedTuple):
+    option: str  # the BangiLanding keyword
+    default: Any  # what None means, where the option itself does not resolve its default
+    from_text: Callable[[str], Any]
+
+
+# Framework setting (Flask config, Django settings) and environment variable -> BangiLanding
+# option. The options that read their environment variable themselves (tracker_url,
+# campaign_id, secret_key, the relay's and Pro's) are listed for the frameworks only.
+SETTINGS: dict[str, Setting] = {
+    "BANGI_TRACKER_URL": Setting("tracker_url", None, _text),
+    "BANGI_CAMPAIGN_ID": Setting("campaign_id", None, _text),
+    "BANGI_SECRET_KEY": Setting("secret_key", None, _text),
+    "BANGI_SUBMIT_PATHS": Setting("submit_paths", None, _text_list),
+    "BANGI_FIELD_NAME": Setting("field_name", "sub1", _text),
+    "BANGI_URL_PARAM": Setting("url_param", "clickId", _text),
+    "BANGI_LEAD_FIELDS": Setting("lead_fields", None, _text_list),
+    "BANGI_MAX_SUBMIT_SIZE": Setting("max_submit_size", 64 * 1024, _text_int),
+    "BANGI_COOKIE_NAME": Setting("cookie_name", "bangi_journey", _text),
+    "BANGI_COOKIE_MAX_AGE": Setting("cookie_max_age", 30 * 24 * 3600, _text_int),
+    "BANGI_COOKIE_DOMAIN": Setting("cookie_domain", None, _text),
+    "BANGI_LINK_HOSTS": Setting("link_hosts", (), _text_list),
+    "BANGI_OUTBOX": Setting("outbox", DEFAULT_OUTBOX, _text),
+    "BANGI_DURABLE_CLICKS": Setting("durable_clicks", False, _text_bool),
+    "BANGI_ALTERCPA_URL": Setting("altercpa_url", None, _text),
+    "BANGI_ALTERCPA_TOKEN": Setting("altercpa_token", None, _text),
+    "BANGI_ALTERCPA_CLICK_PARAM": Setting("altercpa_click_param", None, _text),
+    "BANGI_POSTBACK_TEMPLATES": Setting("postback_templates", None, _text_mapping),
+    "BANGI_RELAY_PATH": Setting("relay_path", None, _text),
+    "BANGI_RELAY_SECRET": Setting("relay_secret", None, _text),
+    "BANGI_RELAY_STATUSES": Setting("relay_statuses", None, _text_mapping),
+    "BANGI_BOT_AGENTS": Setting("bot_agents", BOT_AGENTS, _text_list),
+    "BANGI_IGNORE_PREFETCH": Setting("ignore_prefetch", True, _text_bool),
 }
+_BY_OPTION = {setting.option: (name, setting) for name, setting in SETTINGS.items()}
+_LISTS = frozenset(s.option for s in SETTINGS.values() if s.from_text is _text_list)
+
+
+def from_text(name: str, value: str) -> Any:
+    """The value of setting ``name`` (``BANGI_SUBMIT_PATHS``) given as text.
+
+    :raises ConfigurationError: the text does not fit the setting; the message names it.
+    """
+    try:
+        return SETTINGS[name].from_text(value)
+    except ValueError as error:
+        raise ConfigurationError(f"{name}: {error}") from None
+
+
+def from_settings(get: Callable[[str], Any]) -> dict[str, Any]:
+    """The options a framework's settings give: ``get("BANGI_...")`` for each, None when unset.
+
+    A string is read as text, as from the environment: a list setting given
+    as ``"/order, /checkout"`` is two paths. Unset settings are left out, so
+    that the option falls back to its environment variable, then its default.
+    """
+    options: dict[str, Any] = {}
+    for name, setting in SETTINGS.items():
+        value = get(name)
+        if value is None:
+            continue
+        options[setting.option] = from_text(name, value) if isinstance(value, str) else value
+    return options
+
+
+def option(option: str, value: Any) -> Any:
+    """``value`` if given, else its environment variable (read as text), else its default.
+
+    :raises TypeError: a bare ``str`` where a list of strings is expected (it
+        would be read as a list of characters).
+    """
+    name, setting = _BY_OPTION[option]
+    if value is None:
+        text = os.environ.get(name)
+        return from_text(name, text) if text else setting.default
+    if option in _LISTS:
+        if isinstance(value, str | bytes):
+            raise TypeError(f"{option} must be a list of strings, not a string: write [{value!r}]")
+        value = tuple(value)
+        if not all(isinstance(item, str) for item in value):
+            raise TypeError(f"{option} must be a list of strings")
+    return value

@@ -58,12 +58,9 @@ _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
 def options_from_settings() -> dict[str, Any]:
-    """The ``BangiLanding`` options given by Django's settings (their defaults when unset)."""
-    options = {
-        option: getattr(settings, name, default)
-        for name, (option, default) in config.SETTINGS.items()
-    }
-    if not options["secret_key"] and not os.environ.get("BANGI_SECRET_KEY"):
+    """The ``BangiLanding`` options given by Django's settings (unset ones left out)."""
+    options = config.from_settings(lambda name: getattr(settings, name, None))
+    if not options.get("secret_key") and not os.environ.get("BANGI_SECRET_KEY"):
         options["secret_key"] = getattr(settings, "SECRET_KEY", None) or None
     return options
 

@@ -17,14 +17,16 @@ Configuration keys (each falls back as noted when unset):
 ``BANGI_SECRET_KEY``
     the environment variable, else the app's ``SECRET_KEY`` (the journey cookie
     is signed under its own salt, so sharing the key is safe).
-``BANGI_SUBMIT_PATHS`` (``("/submit",)``), ``BANGI_FIELD_NAME`` (``"sub1"``),
+``BANGI_SUBMIT_PATHS`` (``None``), ``BANGI_FIELD_NAME`` (``"sub1"``),
 ``BANGI_URL_PARAM`` (``"clickId"``), ``BANGI_LEAD_FIELDS`` (``None``),
 ``BANGI_MAX_SUBMIT_SIZE`` (64 KiB), ``BANGI_COOKIE_NAME`` (``"bangi_journey"``),
 ``BANGI_COOKIE_MAX_AGE`` (30 days), ``BANGI_COOKIE_DOMAIN`` (``None``),
 ``BANGI_LINK_HOSTS`` (``()``), ``BANGI_DURABLE_CLICKS`` (``False``),
 ``BANGI_POSTBACK_TEMPLATES`` (``None``), ``BANGI_RELAY_STATUSES`` (``None``),
 ``BANGI_BOT_AGENTS`` (``visitors.BOT_AGENTS``), ``BANGI_IGNORE_PREFETCH`` (``True``)
-    the :class:`~bangi_landing.BangiLanding` options of the same names.
+    the :class:`~bangi_landing.BangiLanding` options of the same names; unset, the
+    environment variables, then the options' defaults. A list setting given as a
+    string is comma-separated: ``"/order, /checkout"``.
 ``BANGI_OUTBOX``
     the ``outbox`` option: a path, or ``None`` for memory only; unset, the
     environment variable, else ``~/.local/state/bangi-landing/outbox.sqlite3``.
@@ -69,12 +71,17 @@ class Bangi:
 
     def init_app(self, app: Flask) -> BangiLanding:
         """Wrap ``app.wsgi_app``; keyword options given to ``Bangi()`` win over config."""
-        for key, (_, default) in config.SETTINGS.items():
-            app.config.setdefault(key, default)
-        settings = {option: app.config[key] for key, (option, _) in config.SETTINGS.items()}
-        if not settings["secret_key"] and not os.environ.get("BANGI_SECRET_KEY"):
+        settings = config.from_settings(app.config.get)
+        if not settings.get("secret_key") and not os.environ.get("BANGI_SECRET_KEY"):
             settings["secret_key"] = app.config.get("SECRET_KEY")
         settings.update(self.options)
+        if not settings.get("secret_key"):
+            raise config.ConfigurationError(
+                "bangi-landing needs a secret key to sign the journey cookie: set"
+                ' app.config["SECRET_KEY"] (or app.config["BANGI_SECRET_KEY"], or the'
+                " BANGI_SECRET_KEY environment variable) to a random string of at least"
+                f" {config.MIN_SECRET_LENGTH} characters"
+            )
         middleware = BangiLanding(app.wsgi_app, **settings)
         app.wsgi_app = middleware  # type: ignore[method-assign]
         app.extensions[EXTENSION_KEY] = middleware

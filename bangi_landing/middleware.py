@@ -25,7 +25,6 @@ import io
 import json
 import logging
 import os
-import re
 from collections.abc import Callable, ItemsView, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
@@ -34,7 +33,7 @@ from urllib.parse import parse_qsl
 from werkzeug.formparser import parse_form_data
 from werkzeug.http import parse_options_header
 
-from . import config
+from . import config, privacy
 from .click_id import (
     MAX_PARAM_LENGTH,
     JourneyCookie,
@@ -50,7 +49,7 @@ from .responses import ResponseShapes, classify
 from .rewrite import HtmlRewriter
 from .sender import BackgroundSender
 from .statuses import StatusMapper, as_any_status
-from .visitors import BOT_AGENTS, VisitorFilter
+from .visitors import VisitorFilter
 
 if TYPE_CHECKING:
     from _typeshed import OptExcInfo
@@ -59,34 +58,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger("bangi_landing")
 
 ENVIRON_KEY = "bangi.click_id"
-
-# Field names that are never sent to the tracker unless the owner lists them:
-# CSRF tokens, secrets and personal data. Matched per word of the name, so
-# "first_name", "customerPhone" and "e-mail" are all caught.
-_PRIVATE_WORDS = frozenset(
-    {
-        # who the customer is
-        "name", "fio", "surname", "phone", "tel", "telephone", "mobile", "cell", "mail", "email",
-        "address", "addr", "street", "city", "zip", "zipcode", "postcode", "postal", "ip",
-        "birthday", "birthdate", "dob", "passport", "ssn",
-        # money and secrets
-        "card", "cc", "cvv", "cvc", "iban", "account", "password", "passwd", "pass", "pwd",
-        "secret", "token", "csrf", "xsrf", "csrfmiddlewaretoken",
-        # free text, which holds any of the above
-        "comment", "message", "note", "notes",
-    }
-)  # fmt: skip
-_PRIVATE_PARTS = ("name", "phone", "mail", "pass", "addr", "csrf", "xsrf", "token")
-_WORDS = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
-
-
-def is_private_field(name: str) -> bool:
-    """True for form fields that look like personal data, secrets or CSRF tokens."""
-    for word in _WORDS.findall(name):
-        word = word.lower()
-        if word in _PRIVATE_WORDS or any(part in word for part in _PRIVATE_PARTS):
-            return True
-    return False
 
 
 class Sender(Protocol):
@@ -179,6 +150,12 @@ class BangiLanding:
     :param secret_key: signs the journey cookie, at least 16 characters.
         Default: ``BANGI_SECRET_KEY``.
     :param submit_paths: paths whose POST is the order form's submit (a lead).
+        ``None`` (the default): a POST is a lead wherever it goes when its form
+        or JSON body carries ``field_name`` with a valid clickId, as every form
+        the middleware gave the field does. Listing paths makes exactly those
+        the submits, with or without the field (a JSON call from the page's own
+        script, say); a POST carrying the field elsewhere is then no lead, and
+        a warning, once per path, names this setting.
     :param field_name: the hidden form field carrying the clickId.
     :param url_param: the URL parameter carrying the clickId between domains.
     :param lead_fields: the form fields sent with a lead. ``None`` sends every
@@ -222,22 +199,35 @@ class BangiLanding:
         relay_path: str | None = None,  # BANGI_RELAY_PATH; None: no relay
         relay_secret: str | None = None,  # BANGI_RELAY_SECRET
         relay_statuses: Mapping[str, str] | None = None,  # {"approved": "accept"}
-        submit_paths: Iterable[str] = ("/submit",),
-        field_name: str = "sub1",
-        url_param: str = "clickId",
-        lead_fields: Iterable[str] | None = None,  # None: all but private fields
-        max_submit_size: int = 64 * 1024,
-        cookie_name: str = "bangi_journey",
-        cookie_max_age: int = 30 * 24 * 3600,  # 30 days
-        cookie_domain: str | None = None,
-        link_hosts: Iterable[str] = (),
-        bot_agents: Iterable[str] = BOT_AGENTS,  # () counts every User-Agent as a visitor
-        ignore_prefetch: bool = True,
+        submit_paths: Iterable[str] | None = None,  # BANGI_SUBMIT_PATHS; None: found by the field
+        field_name: str | None = None,  # BANGI_FIELD_NAME, else "sub1"
+        url_param: str | None = None,  # BANGI_URL_PARAM, else "clickId"
+        lead_fields: Iterable[str] | None = None,  # BANGI_LEAD_FIELDS; None: all but private ones
+        max_submit_size: int | None = None,  # BANGI_MAX_SUBMIT_SIZE, else 64 KiB
+        cookie_name: str | None = None,  # BANGI_COOKIE_NAME, else "bangi_journey"
+        cookie_max_age: int | None = None,  # BANGI_COOKIE_MAX_AGE, else 30 days
+        cookie_domain: str | None = None,  # BANGI_COOKIE_DOMAIN
+        link_hosts: Iterable[str] | None = None,  # BANGI_LINK_HOSTS
+        bot_agents: Iterable[str] | None = None,  # BANGI_BOT_AGENTS, else BOT_AGENTS; () for none
+        ignore_prefetch: bool | None = None,  # BANGI_IGNORE_PREFETCH, else True
         outbox: str | os.PathLike[str] | None = DEFAULT_OUTBOX,  # $BANGI_OUTBOX or ~/.local/state
-        durable_clicks: bool = False,
+        durable_clicks: bool | None = None,  # BANGI_DURABLE_CLICKS, else False
         sender: Sender | None = None,  # None: background delivery to tracker_url
     ) -> None:
         self.app = app
+        # Each option falls back to its BANGI_* environment variable, then its default.
+        submit_paths = config.option("submit_paths", submit_paths)
+        field_name = config.option("field_name", field_name)
+        url_param = config.option("url_param", url_param)
+        lead_fields = config.option("lead_fields", lead_fields)
+        max_submit_size = config.option("max_submit_size", max_submit_size)
+        cookie_name = config.option("cookie_name", cookie_name)
+        cookie_max_age = config.option("cookie_max_age", cookie_max_age)
+        cookie_domain = config.option("cookie_domain", cookie_domain)
+        link_hosts = config.option("link_hosts", link_hosts)
+        bot_agents = config.option("bot_agents", bot_agents)
+        ignore_prefetch = config.option("ignore_prefetch", ignore_prefetch)
+        durable_clicks = config.option("durable_clicks", durable_clicks)
         self.destinations = config.destinations(
             tracker_url=tracker_url,
             altercpa_url=altercpa_url,
@@ -255,9 +245,11 @@ class BangiLanding:
             max_age=cookie_max_age,
             domain=cookie_domain,
         )
-        self.submit_paths = frozenset(submit_paths)
-        self.field_name = field_name
-        self.url_param = url_param
+        # None: a POST is the lead wherever it goes, when it carries the field with a clickId.
+        self.submit_paths = None if submit_paths is None else frozenset(submit_paths)
+        self._warned_paths: set[str] = set()  # posts carrying the field outside submit_paths
+        self.field_name: str = field_name
+        self.url_param: str = url_param
         self.lead_fields = None if lead_fields is None else tuple(lead_fields)
         self.max_submit_size = max_submit_size
         self.link_hosts = tuple(link_hosts)
@@ -330,13 +322,9 @@ class BangiLanding:
         journey cookie shows the request continues a visitor's journey.
         """
         saved = self.cookie.load(environ)
-        is_submit = (
-            environ.get("REQUEST_METHOD") == "POST"
-            and environ.get("PATH_INFO", "") in self.submit_paths
-        )
-        fields = None
-        if is_submit:
-            fields = self._read_submit(environ) if read_fields is None else read_fields()
+        is_submit, fields = False, None
+        if environ.get("REQUEST_METHOD") == "POST":
+            is_submit, fields = self._submit(environ, read_fields)
         query = environ.get("QUERY_STRING", "")
         source: _Source
         signed = None
@@ -360,6 +348,35 @@ class BangiLanding:
         environ[ENVIRON_KEY] = click_id
         signed = None if params else signed  # signed for the clickId alone
         return Journey(click_id, source, params, save, is_submit, fields, signed)
+
+    def _submit(
+        self,
+        environ: WSGIEnvironment,
+        read_fields: Callable[[], dict[str, Any] | None] | None,
+    ) -> tuple[bool, dict[str, Any] | None]:
+        """Whether a POST is a lead's submit, and its fields (form or JSON bodies only)."""
+        path = environ.get("PATH_INFO", "")
+        at_submit_path = self.submit_paths is not None and path in self.submit_paths
+        fields = None
+        if at_submit_path or _is_form_or_json(environ.get("CONTENT_TYPE", "")):
+            fields = self._read_submit(environ) if read_fields is None else read_fields()
+        if at_submit_path or not fields:
+            return at_submit_path, fields
+        if parse_click_id(fields.get(self.field_name)) is None:
+            return False, fields
+        if self.submit_paths is None:
+            return True, fields
+        if path not in self._warned_paths:
+            self._warned_paths.add(path)
+            logger.warning(
+                "bangi-landing: a POST to %s carries the %s field but is no lead: %s is not in"
+                " submit_paths (BANGI_SUBMIT_PATHS); add it there, or leave submit_paths unset"
+                " to take every POST that carries the field",
+                path[:200],
+                self.field_name,
+                path[:200],
+            )
+        return False, fields
 
     def _kept_params(self, query: str, params: JourneyParams) -> JourneyParams:
         """``params`` plus the kept URL parameters it lacks, from ``query`` (first value wins)."""
@@ -426,7 +443,9 @@ class BangiLanding:
         if self.lead_fields is not None:
             params = {name: fields[name] for name in self.lead_fields if name in fields}
         else:
-            params = {name: value for name, value in fields.items() if not is_private_field(name)}
+            params, withheld = privacy.withhold(fields)
+            if withheld:  # names only: the tracker can say what it did not get
+                params["withheldFields"] = withheld
         for ours in (self.field_name, "clickId", "eventId"):
             params.pop(ours, None)
         # One lead per journey: a form submitted twice is the same lead everywhere.
@@ -692,6 +711,8 @@ class _RewrittenBody:
 class _ClickParams(Mapping[str, Any]):
     """A click's parameters: the landing URL's, ``landingPath`` and ``campaignId`` (ours win).
 
+    The URL's parameters go through the personal-data filter as a lead's fields do.
+
     Parsed from the query string when first read, which is by the thread that
     writes the event to the outbox: off the page's path.
     """
@@ -712,6 +733,9 @@ class _ClickParams(Mapping[str, Any]):
             for key, value in pairs:
                 values.setdefault(key, []).append(value)
             params = {key: vs[0] if len(vs) == 1 else vs for key, vs in values.items()}
+        params, withheld = privacy.withhold(params)  # an email in the URL stays here too
+        if withheld:
+            params["withheldFields"] = withheld
         params["landingPath"] = self._path
         if self._campaign_id is not None:
             params["campaignId"] = self._campaign_id
@@ -764,6 +788,15 @@ class _ReplayStream:
         return iter(self.readline, b"")
 
 
+def _is_form_or_json(content_type: str) -> bool:
+    """Whether a body of this type is read for a submit's fields (a cheap look before parsing)."""
+    mimetype = content_type.partition(";")[0].strip().lower()
+    return mimetype in _FORM_TYPES or mimetype == "application/json" or mimetype.endswith("+json")
+
+
+_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
 def _parse_fields(environ: WSGIEnvironment, body: bytes) -> dict[str, Any] | None:
     """The submitted fields: form values as strings (lists when repeated), or a JSON object."""
     mimetype, _ = parse_options_header(environ.get("CONTENT_TYPE", ""))
@@ -773,7 +806,7 @@ def _parse_fields(environ: WSGIEnvironment, body: bytes) -> dict[str, Any] | Non
         except (ValueError, RecursionError):
             return None
         return data if isinstance(data, dict) else None
-    if mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+    if mimetype in _FORM_TYPES:
         # The parser gets its own copy of the body; the app keeps the one in environ.
         parse_environ = {**environ, "wsgi.input": io.BytesIO(body)}
         _, form, files = parse_form_data(parse_environ, silent=True)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,8 +103,15 @@ def wrap(tracker: Tracker, **options: Any) -> BangiLanding:
     )
 
 
-@pytest.fixture
-def landing(tracker: Tracker) -> Iterator[Landing]:
-    middleware = wrap(tracker, link_hosts=["shop.example"])
+@contextmanager
+def serve_landing(tracker: Tracker, **options: Any) -> Iterator[Landing]:
+    """tests/landing.py wrapped with ``options``, on a real loopback socket."""
+    middleware = wrap(tracker, **options)
     with live_server(middleware) as url, requests.Session() as browser:
         yield Landing(url, middleware, tracker, browser)
+
+
+@pytest.fixture
+def landing(tracker: Tracker) -> Iterator[Landing]:
+    with serve_landing(tracker, link_hosts=["shop.example"]) as landing:
+        yield landing

@@ -117,7 +117,8 @@ def test_a_visitor_lands_orders_and_the_tracker_gets_both(site: Landing) -> None
     assert thanks.url == f"{site.url}/thanks/"
     assert "Thank you, Ana: your order is in!" in thanks.text  # the session works too
     _, lead = tracked(site.events, click_id, AD, campaign_id=42)
-    assert fields(lead) == {"offer": "aurora-ring"}  # no token, no personal data
+    # no token, no personal data: only the names of the fields held back
+    assert fields(lead) == {"offer": "aurora-ring", "withheldFields": ["name", "phone"]}
     assert len(site.tracker.events()) == 2
 
 
@@ -190,7 +191,10 @@ def test_a_multipart_order_reports_the_lead(site: Landing) -> None:
     assert submit.request.headers["Content-Type"].startswith("multipart/form-data")
     assert thanks.url == f"{site.url}/thanks/"
     [lead] = site.events(type="lead")
-    assert (lead["clickId"], fields(lead)) == (click_id, {"offer": "aurora-ring"})
+    assert (lead["clickId"], fields(lead)) == (
+        click_id,
+        {"offer": "aurora-ring", "withheldFields": ["name", "phone"]},
+    )
 
 
 def test_a_malformed_multipart_submit_meets_djangos_own_error(site: Landing) -> None:
@@ -208,7 +212,10 @@ def test_a_json_order_reports_its_fields_and_the_view_reads_the_same_body(site: 
     assert response.status_code == 201
     assert response.json() == {"received": order}
     [lead] = site.events(type="lead")
-    assert (lead["clickId"], fields(lead)) == (click_id, {"offer": "aurora-ring", "quantity": 2})
+    assert (lead["clickId"], fields(lead)) == (
+        click_id,
+        {"offer": "aurora-ring", "quantity": 2, "withheldFields": ["name", "phone"]},
+    )
 
 
 def test_a_submit_over_max_submit_size_is_a_lead_without_fields(
@@ -352,7 +359,10 @@ def test_async_an_order_reports_the_lead(tracker_env: Tracker) -> None:
     assert "Thank you, Ana" in thanks.content.decode()
     flush(client.handler)
     [lead] = tracker_env.events(type="lead")
-    assert (lead["clickId"], fields(lead)) == (click_id, {"offer": "aurora-ring"})
+    assert (lead["clickId"], fields(lead)) == (
+        click_id,
+        {"offer": "aurora-ring", "withheldFields": ["name", "phone"]},
+    )
 
 
 def test_async_a_streamed_page_is_rewritten(tracker_env: Tracker) -> None:

@@ -14,6 +14,7 @@ from bangi_landing.flask import Bangi
 from bangi_landing.sender import BackgroundSender
 
 from .conftest import Tracker
+from .journey import SUB1
 from .utils import live_server
 
 PAGE = """<!doctype html><title>Ring</title>
@@ -108,11 +109,76 @@ def test_init_app_in_a_factory(tracker: Tracker) -> None:
     assert app.extensions["bangi_landing"] is middleware
 
 
-def test_config_defaults_are_set(tracker: Tracker) -> None:
+def test_unset_keys_take_the_defaults(tracker: Tracker) -> None:
     app = make_app(tracker)
+    middleware = Bangi(app).init_app(make_app(tracker))
+    assert (middleware.field_name, middleware.cookie.max_age) == ("sub1", 30 * 24 * 3600)
+
+
+def test_a_string_list_key_is_comma_separated(tracker: Tracker) -> None:
+    app = make_app(tracker, BANGI_SUBMIT_PATHS="/order, /checkout", BANGI_LINK_HOSTS="shop.example")
+    middleware = Bangi().init_app(app)
+    assert middleware.submit_paths == {"/order", "/checkout"}
+    assert middleware.link_hosts == ("shop.example",)
+
+
+def test_a_missing_secret_names_the_config_keys(
+    tracker: Tracker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("BANGI_SECRET_KEY", raising=False)
+    app = make_app(tracker, SECRET_KEY=None)
+    with pytest.raises(ConfigurationError) as raised:
+        Bangi(app)
+    assert 'app.config["SECRET_KEY"]' in str(raised.value)
+    assert 'app.config["BANGI_SECRET_KEY"]' in str(raised.value)
+
+
+ORDER_PAGE = """<!doctype html><title>Ring</title>
+<form action="/order" method="post"><input name="name"><input name="phone">\
+<input type="hidden" name="offer" value="ring"><button>Order</button></form>"""
+
+
+def order_landing(tracker: Tracker, **config: Any) -> Flask:
+    """A site whose order form posts to /order, as existing sites' forms do."""
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY="flask-secret-key-0123456789",
+        BANGI_TRACKER_URL=tracker.url,
+        BANGI_CAMPAIGN_ID=5,
+        **config,
+    )
+    app.add_url_rule("/", "index", lambda: ORDER_PAGE)
+    app.add_url_rule("/order", "order", lambda: "<p>Thank you.</p>", methods=["POST"])
+    return app
+
+
+def test_a_form_posting_to_order_is_the_lead_with_no_configuration(tracker: Tracker) -> None:
+    app = order_landing(tracker)
     Bangi(app)
-    assert app.config["BANGI_FIELD_NAME"] == "sub1"
-    assert app.config["BANGI_COOKIE_MAX_AGE"] == 30 * 24 * 3600
+    with live_server(app) as url, requests.Session() as browser:
+        [click_id] = SUB1.findall(browser.get(url + "/", timeout=5).text)
+        form = {"sub1": click_id, "name": "Ana", "phone": "+55 11 99999 0000", "offer": "ring"}
+        assert browser.post(url + "/order", data=form, timeout=5).status_code == 200
+        flush(app)
+    [lead] = tracker.events(type="lead")
+    assert lead["clickId"] == click_id
+    assert lead["params"]["offer"] == "ring"
+    assert lead["params"]["withheldFields"] == ["name", "phone"]
+
+
+def test_with_submit_paths_elsewhere_the_same_post_warns_once(
+    tracker: Tracker, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = order_landing(tracker, BANGI_SUBMIT_PATHS=["/submit"])
+    Bangi(app)
+    with live_server(app) as url, requests.Session() as browser:
+        [click_id] = SUB1.findall(browser.get(url + "/", timeout=5).text)
+        for _ in range(3):
+            browser.post(url + "/order", data={"sub1": click_id, "offer": "ring"}, timeout=5)
+        flush(app)
+    assert tracker.events(type="lead") == []
+    [warning] = [r for r in caplog.records if "BANGI_SUBMIT_PATHS" in r.getMessage()]
+    assert warning.levelname == "WARNING" and "/order" in warning.getMessage()
 
 
 def test_keyword_options_win_over_config(tracker: Tracker) -> None:

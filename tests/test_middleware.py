@@ -16,7 +16,7 @@ from bangi_landing import BangiLanding, ConfigurationError
 from bangi_landing.click_id import JourneyCookie, _JourneySigner
 from bangi_landing.sender import BackgroundSender
 
-from .conftest import SECRET, Landing, Tracker, wrap
+from .conftest import SECRET, Landing, Tracker, serve_landing, wrap
 from .landing import landing_app
 from .utils import live_server, silent_tracker
 
@@ -142,6 +142,15 @@ def test_malformed_cookie_starts_a_new_journey(landing: Landing, cookie: str) ->
     assert len(landing.events()) == 1
 
 
+def test_another_cookie_in_latin_1_does_not_end_the_journey(landing: Landing) -> None:
+    [click_id, _] = form_click_ids(landing.get().text)
+    # requests sends header text as latin-1: "été" goes as the bytes E9 74 E9, not UTF-8.
+    cookie = f"theme=été; bangi_journey={landing.cookie}; lang=ñ"
+    page = requests.get(landing.url + "/", headers={"Cookie": cookie}, timeout=5)
+    assert form_click_ids(page.text) == [click_id, click_id]
+    assert len(landing.events(type="click")) == 1
+
+
 @pytest.mark.parametrize("path", ["/style.css", "/api", "/redirect", "/missing", "/download"])
 def test_no_click_for_what_is_not_a_landing_page_view(landing: Landing, path: str) -> None:
     response = landing.get(path, allow_redirects=False)
@@ -244,6 +253,7 @@ def test_submit_reaches_the_app_unchanged_and_reports_the_lead(landing: Landing)
     assert {k: v for k, v in lead["params"].items() if k != "eventId"} == {
         "offer_id": "456",
         "quantity": "2",
+        "withheldFields": ["name", "phone", "email"],  # names only; secrets go unmentioned
     }
 
 
@@ -270,7 +280,7 @@ def test_json_submit_reports_the_lead(landing: Landing) -> None:
 
 
 def test_owner_listed_fields_are_sent_exactly(tracker: Tracker) -> None:
-    middleware = wrap(tracker, lead_fields=["phone", "offer_id"])
+    middleware = wrap(tracker, lead_fields=["phone", "offer_id"], submit_paths=["/submit"])
     with live_server(middleware) as url:
         requests.post(
             f"{url}/submit", data={"phone": "123", "offer_id": "1", "utm": "x"}, timeout=5
@@ -290,27 +300,30 @@ def test_rejected_submit_reports_no_lead(landing: Landing) -> None:
     assert landing.events(type="lead") == []
 
 
-def test_submit_without_click_id_reports_a_lead_with_a_fresh_one(landing: Landing) -> None:
-    response = landing.post(data={"offer_id": "1"})
-    assert response.status_code == 200
-    [lead] = landing.events()
+def test_submit_without_click_id_reports_a_lead_with_a_fresh_one(tracker: Tracker) -> None:
+    with serve_landing(tracker, submit_paths=["/submit"]) as landing:
+        response = landing.post(data={"offer_id": "1"})
+        assert response.status_code == 200
+        [lead] = landing.events()
+        cookie = landing.cookie
     assert lead["type"] == "lead"
     assert lead["campaignId"] is None  # no click was ever recorded for it
     assert (
-        JourneyCookie(SECRET).load({"HTTP_COOKIE": f"bangi_journey={landing.cookie}"}).click_id
+        JourneyCookie(SECRET).load({"HTTP_COOKIE": f"bangi_journey={cookie}"}).click_id
         == (lead["clickId"])
     )
 
 
-def test_submit_uses_the_cookie_when_the_form_has_no_field(landing: Landing) -> None:
-    [click_id, _] = form_click_ids(landing.get().text)
-    landing.post(data={"offer_id": "1"})
-    [lead] = landing.events(type="lead")
+def test_submit_uses_the_cookie_when_the_form_has_no_field(tracker: Tracker) -> None:
+    with serve_landing(tracker, submit_paths=["/submit"]) as landing:
+        [click_id, _] = form_click_ids(landing.get().text)
+        landing.post(data={"offer_id": "1"})
+        [lead] = landing.events(type="lead")
     assert lead["clickId"] == click_id
 
 
 def test_oversized_submit_passes_through_and_still_reports_the_lead(tracker: Tracker) -> None:
-    middleware = wrap(tracker, max_submit_size=100)
+    middleware = wrap(tracker, max_submit_size=100, submit_paths=["/submit"])
     body = {"offer_id": "1", "pad": "x" * 500}
     with live_server(middleware) as url:
         response = requests.post(f"{url}/submit", data=body, timeout=5)
@@ -319,6 +332,49 @@ def test_oversized_submit_passes_through_and_still_reports_the_lead(tracker: Tra
     assert len(response.content) > 500
     [lead] = tracker.events(type="lead")
     assert set(lead["params"]) == {"eventId"}
+
+
+def test_a_post_carrying_the_field_is_the_lead_wherever_it_posts(landing: Landing) -> None:
+    [click_id, _] = form_click_ids(landing.get().text)
+    response = landing.post("/order", data={"sub1": click_id, "offer_id": "1"})
+    assert response.status_code == 200
+    [lead] = landing.events(type="lead")
+    assert (lead["clickId"], lead["params"]["offer_id"]) == (click_id, "1")
+
+
+def test_a_post_whose_field_holds_no_click_id_is_no_lead(landing: Landing) -> None:
+    landing.get()
+    landing.post("/order", data={"sub1": "not-a-click-id", "offer_id": "1"})
+    landing.post("/order", json={"sub1": ["a", "list"], "offer_id": "1"})
+    assert landing.events(type="lead") == []
+
+
+@pytest.mark.parametrize(
+    ("content_type", "size"),
+    [("text/plain", 0), ("application/octet-stream", 0), ("application/x-www-form-urlencoded", 1)],
+)
+def test_a_body_that_is_not_read_reaches_the_app_untouched_and_is_no_lead(
+    tracker: Tracker, content_type: str, size: int
+) -> None:
+    with serve_landing(tracker, max_submit_size=100) as landing:
+        [click_id, _] = form_click_ids(landing.get().text)
+        body = f"sub1={click_id}&offer_id=1".encode() + b"&pad=" + b"x" * 200 * size
+        response = landing.post(data=body, headers={"Content-Type": content_type})
+        assert response.content == body
+        assert landing.events(type="lead") == []
+
+
+def test_with_submit_paths_a_post_carrying_the_field_elsewhere_warns_once_per_path(
+    tracker: Tracker, caplog: pytest.LogCaptureFixture
+) -> None:
+    with serve_landing(tracker, submit_paths=["/submit"]) as landing:
+        [click_id, _] = form_click_ids(landing.get().text)
+        for path in ("/order", "/order", "/checkout"):
+            landing.post(path, data={"sub1": click_id, "offer_id": "1"})
+        assert landing.events(type="lead") == []
+    warnings = [r.getMessage() for r in caplog.records if "submit_paths" in r.getMessage()]
+    assert len(warnings) == 2
+    assert "POST to /order" in warnings[0] and "BANGI_SUBMIT_PATHS" in warnings[0]
 
 
 def test_post_elsewhere_is_no_lead(landing: Landing) -> None:
@@ -334,7 +390,12 @@ def test_post_elsewhere_is_no_lead(landing: Landing) -> None:
 def test_a_lead_is_in_the_outbox_before_the_submit_response(
     tracker: Tracker, tmp_path: Path, durable_clicks: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    middleware = wrap(tracker, outbox=tmp_path / "box.sqlite3", durable_clicks=durable_clicks)
+    middleware = wrap(
+        tracker,
+        outbox=tmp_path / "box.sqlite3",
+        durable_clicks=durable_clicks,
+        submit_paths=["/submit"],
+    )
     sender = middleware.sender
     assert isinstance(sender, BackgroundSender) and sender.outbox is not None
     sender._ensure_threads = lambda: None  # type: ignore[method-assign]  # no writer behind
@@ -416,6 +477,38 @@ def test_settings_fall_back_to_the_environment(
     monkeypatch.setenv("BANGI_SECRET_KEY", SECRET)
     middleware = BangiLanding(landing_app)
     assert (middleware.destinations[0].url, middleware.campaign_id) == (tracker.url + "/", 7)
+
+
+def test_list_settings_from_the_environment_are_comma_separated(
+    tracker: Tracker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BANGI_SUBMIT_PATHS", "/order")
+    monkeypatch.setenv("BANGI_LINK_HOSTS", "shop.example, www.shop.example")
+    monkeypatch.setenv("BANGI_MAX_SUBMIT_SIZE", "1000")
+    monkeypatch.setenv("BANGI_IGNORE_PREFETCH", "no")
+    middleware = wrap(tracker)
+    assert middleware.submit_paths == {"/order"}
+    assert middleware.link_hosts == ("shop.example", "www.shop.example")
+    assert middleware.max_submit_size == 1000
+    assert not middleware.visitors.prefetch
+
+
+@pytest.mark.parametrize("option", ["submit_paths", "lead_fields", "link_hosts", "bot_agents"])
+def test_a_string_for_a_list_option_is_a_type_error(tracker: Tracker, option: str) -> None:
+    with pytest.raises(TypeError, match=f"{option} must be a list of strings"):
+        wrap(tracker, **{option: "/order"})
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [("BANGI_MAX_SUBMIT_SIZE", "64k"), ("BANGI_DURABLE_CLICKS", "maybe")],
+)
+def test_an_environment_setting_that_does_not_parse_is_named(
+    tracker: Tracker, monkeypatch: pytest.MonkeyPatch, name: str, text: str
+) -> None:
+    monkeypatch.setenv(name, text)
+    with pytest.raises(ConfigurationError, match=name):
+        wrap(tracker)
 
 
 @pytest.mark.parametrize(

@@ -117,9 +117,9 @@ def middleware(app: WSGIApplication, recorder: Recorder, **options: Any) -> Bang
     )
 
 
-def wrap(app: WSGIApplication, recorder: Recorder) -> WSGIApplication:
+def wrap(app: WSGIApplication, recorder: Recorder, **options: Any) -> WSGIApplication:
     """The middleware between two validators: PEP 3333 checked on both sides."""
-    return validator(middleware(validator(app), recorder))
+    return validator(middleware(validator(app), recorder, **options))
 
 
 APPS: dict[str, tuple[WSGIApplication, str]] = {
@@ -245,11 +245,15 @@ def test_exc_info_after_headers_serves_the_error_page_untouched() -> None:
     assert recorder.events == []
 
 
-def test_submit_body_is_handed_over_intact() -> None:
+@pytest.mark.parametrize(
+    ("sub1", "options"),
+    [("not-a-uuid", {"submit_paths": ["/submit"]}), ("0b0e3a4c-2c47-4b8e-9d0c-7f1e2d3c4b5a", {})],
+)
+def test_submit_body_is_handed_over_intact(sub1: str, options: dict[str, Any]) -> None:
     recorder = Recorder()
-    data = b"sub1=not-a-uuid&offer=1&" + b"x=%FF&" * 100
+    data = f"sub1={sub1}&offer=1&".encode() + b"x=%FF&" * 100
     response = fetch(
-        wrap(submit_app, recorder),
+        wrap(submit_app, recorder, **options),
         "POST",
         "/submit",
         data=data,
@@ -261,7 +265,9 @@ def test_submit_body_is_handed_over_intact() -> None:
 
 def test_chunked_submit_over_the_limit_is_replayed_whole() -> None:
     recorder = Recorder()
-    wrapped = middleware(submit_app_streaming, recorder, max_submit_size=10)
+    wrapped = middleware(
+        submit_app_streaming, recorder, max_submit_size=10, submit_paths=["/submit"]
+    )
     data = b"offer=1&pad=" + b"y" * 100
     environ = create_environ(
         "/submit",

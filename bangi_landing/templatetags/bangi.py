@@ -41,5 +41,5 @@ def bangi_hidden_field(context: template.Context) -> SafeString:
     click_id = bangi_click_id(context)
     if not click_id:
         return SafeString("")
-    name = getattr(settings, "BANGI_FIELD_NAME", SETTINGS["BANGI_FIELD_NAME"][1])
+    name = getattr(settings, "BANGI_FIELD_NAME", None) or SETTINGS["BANGI_FIELD_NAME"].default
     return format_html('<input type="hidden" name="{}" value="{}">', name, click_id)
