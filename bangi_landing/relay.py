@@ -12,6 +12,10 @@ POST form or POST JSON), maps the status and hands it to
 ``/api/v2/track/postback`` and AlterCPA Pro's ``status.json``. A postback
 relayed twice is one status change everywhere.
 
+The secret is checked before anything else is read. Everything forwarded is
+checked as the tracker will check it (a three-letter ``currency``, a payout no
+larger than :data:`MAX_PAYOUT`, extras that are flat text, numbers or
+booleans), so that a postback the relay accepts is one the tracker takes.
 Every refusal is a 4xx with a JSON ``error`` that names what is wrong and
 never repeats what was sent.
 """
@@ -21,6 +25,7 @@ from __future__ import annotations
 import hmac
 import json
 import math
+import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +40,8 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
 MAX_BODY = 16 * 1024  # a postback is a few hundred bytes
+MAX_PAYOUT = 10**9  # larger is a mistake, or an attack on what stores it
+_CURRENCY = re.compile(r"[A-Z]{3}")
 _OURS = ("secret", "clickId", "status", "payout")
 _STATUS_NAMES = f"{', '.join(STATUSES)} (or hold, approve, cancel, trash)"
 
@@ -74,13 +81,12 @@ class StatusRelay:
             if request.method not in ("GET", "POST"):
                 headers.append(("Allow", "GET, POST"))
                 raise RelayError(405, "use GET or POST")
-            params = _params(request)
-            self._check_secret(params.get("secret"))
+            params = self._authenticated_params(request)
             event = self.report_status(
                 _click_id(params),
                 self._status(params),
                 payout=_payout(params.get("payout")),
-                extras={k: v for k, v in params.items() if k not in _OURS},
+                extras=_extras(params),
             )
             code, body = 202, {"status": "ok", "clickId": event.click_id, "eventId": event.event_id}
         except RelayError as error:
@@ -95,8 +101,33 @@ class StatusRelay:
         start_response(f"{code} {'Accepted' if code == 202 else 'Error'}", headers)
         return [data]
 
+    def _authenticated_params(self, request: Request) -> dict[str, Any]:
+        """The postback's parameters, once its secret is known to be right.
+
+        The secret is checked before anything else is read: from the query
+        when it is there, else from the body, and a body that cannot be read
+        without the right secret in the query is a 403, not a parse error.
+        """
+        query = _query(request)
+        authenticated = "secret" in query
+        if authenticated:
+            self._check_secret(query["secret"])
+        try:
+            params = _with_body(request, query)
+        except RelayError as error:
+            if authenticated or error.code == 413:  # the length alone says 413
+                raise
+            raise RelayError(403, "wrong or missing secret") from None
+        if not authenticated:
+            self._check_secret(params.get("secret"))
+        return params
+
     def _check_secret(self, given: Any) -> None:
-        if not isinstance(given, str) or not hmac.compare_digest(given.encode(), self._secret):
+        try:
+            right = isinstance(given, str) and hmac.compare_digest(given.encode(), self._secret)
+        except UnicodeEncodeError:  # a lone surrogate from JSON: not the secret
+            right = False
+        if not right:
             raise RelayError(403, "wrong or missing secret")
 
     def _status(self, params: Mapping[str, Any]) -> Status:
@@ -108,20 +139,29 @@ class StatusRelay:
         return status
 
 
-def _params(request: Request) -> dict[str, Any]:
-    """The postback's parameters: the query, then the form or JSON body; each given once."""
+def _query(request: Request) -> dict[str, Any]:
+    """The query's parameters, each given once."""
     try:
-        sources: list[Iterable[tuple[str, Any]]] = [request.args.items(multi=True)]
-        if request.method == "POST":
-            if request.is_json:
-                data = request.get_json(silent=True)
-                if not isinstance(data, dict):
-                    raise RelayError(400, "a JSON body must be an object")
-                sources.append(data.items())
-            else:
-                sources.append(request.form.items(multi=True))
+        return _once({}, request.args.items(multi=True))
     except UnicodeDecodeError:
         raise RelayError(400, "the query string must be UTF-8") from None
+
+
+def _with_body(request: Request, query: dict[str, Any]) -> dict[str, Any]:
+    """``query`` and the form or JSON body's parameters; each given once in all."""
+    if request.method != "POST":
+        return query
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise RelayError(413, f"the body is over {MAX_BODY // 1024} KiB")
+    try:
+        if request.is_json:
+            data = json.loads(request.get_data())
+            if not isinstance(data, dict):
+                raise RelayError(400, "a JSON body must be an object")
+            return _once(dict(query), data.items())
+        return _once(dict(query), request.form.items(multi=True))
+    except (ValueError, RecursionError):  # not JSON, nested too deep, not UTF-8
+        raise RelayError(400, "the body cannot be read") from None
     except HTTPException as error:
         code = error.code or 400
         raise RelayError(
@@ -130,18 +170,47 @@ def _params(request: Request) -> dict[str, Any]:
             if code == 413
             else "the body cannot be read",
         ) from None
-    params: dict[str, Any] = {}
-    for source in sources:
-        for key, value in source:
-            if key in params:
-                raise RelayError(
-                    400,
-                    f"{key[:40]!r} is given more than once"
-                    if key in _OURS
-                    else "a parameter is given more than once",
-                )
-            params[key] = value
+
+
+def _once(params: dict[str, Any], items: Iterable[tuple[str, Any]]) -> dict[str, Any]:
+    for key, value in items:
+        if key in params:
+            raise RelayError(
+                400,
+                f"{key[:40]!r} is given more than once"
+                if key in _OURS
+                else "a parameter is given more than once",
+            )
+        params[key] = value
     return params
+
+
+def _extras(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameters forwarded as they are: text, numbers and booleans the tracker can store."""
+    extras = {key: value for key, value in params.items() if key not in _OURS}
+    for key, value in extras.items():
+        if not _storable(key) or not (value is None or _storable(value)):
+            raise RelayError(400, "extra parameters must be text, numbers or booleans")
+    currency = extras.get("currency")
+    if currency is not None:
+        if not isinstance(currency, str) or not _CURRENCY.fullmatch(currency.strip().upper()):
+            raise RelayError(400, "currency must be a three-letter code such as USD")
+        extras["currency"] = currency.strip().upper()
+    return extras
+
+
+def _storable(value: Any) -> bool:
+    if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError:  # a lone surrogate, from JSON's \udfff
+            return False
+        return True
+    if isinstance(value, bool):
+        return True
+    if isinstance(value, int):
+        return abs(value) < 2**63
+    return isinstance(value, float) and math.isfinite(value)
 
 
 def _click_id(params: Mapping[str, Any]) -> str:
@@ -158,6 +227,11 @@ def _payout(value: Any) -> float | int | None:
         number = float(value.strip()) if isinstance(value, str) else value
     except ValueError:
         number = None
-    if not isinstance(number, int | float) or isinstance(number, bool) or not math.isfinite(number):
-        raise RelayError(400, "payout must be a number")
+    if (
+        not isinstance(number, int | float)
+        or isinstance(number, bool)
+        or not math.isfinite(number)
+        or abs(number) > MAX_PAYOUT
+    ):
+        raise RelayError(400, f"payout must be a number no larger than {MAX_PAYOUT:,}")
     return int(number) if float(number).is_integer() else number

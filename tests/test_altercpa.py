@@ -192,6 +192,9 @@ def test_a_wrong_token_is_one_clear_error_never_retried(
         ({"clickId": "{click}"}, 400, "status is required"),
         ({"clickId": "{click}", "status": "accept", "payout": "ten"}, 400, "payout must be"),
         ({"clickId": "{click}", "status": "accept", "payout": "nan"}, 400, "payout must be"),
+        ({"clickId": "{click}", "status": "accept", "payout": "9" * 400}, 400, "payout must be"),
+        ({"clickId": "{click}", "status": "accept", "currency": "dollars"}, 400, "currency must"),
+        ({"clickId": "{click}", "status": "accept", "currency": "U$D"}, 400, "currency must"),
     ],
 )
 def test_a_bad_postback_is_a_4xx_and_forwards_nothing(
@@ -206,6 +209,59 @@ def test_a_bad_postback_is_a_4xx_and_forwards_nothing(
     assert "<" not in response.text and "paid" not in response.text
     assert len(pro_calls(landing)) == 1  # the lead only
     assert landing.events(type="postback") == []
+
+
+def post_json(landing: Landing, body: str, query: str = "") -> requests.Response:
+    return requests.post(
+        f"{landing.url}{RELAY}{query}",
+        data=body.encode(),
+        headers={"Content-Type": "application/json"},
+        timeout=5,
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "with_secret_in_query", "code"),
+    [
+        # Nothing is parsed for a client that has not shown the secret: a 403 whatever it sent.
+        ('{"secret": "\\udfff", "clickId": "{click}", "status": "accept"}', False, 403),
+        ('{"a": ' * 2000 + "1" + "}" * 2000, False, 403),
+        ("not json", False, 403),
+        # With the secret, what cannot be forwarded is a 400.
+        ('{"a": ' * 2000 + "1" + "}" * 2000, True, 400),
+        ('{"clickId": "{click}", "status": "accept", "utm": "\\udfff"}', True, 400),
+        ('{"clickId": "{click}", "status": "accept", "deep": {"a": [1]}}', True, 400),
+        ('{"clickId": "{click}", "status": "accept", "n": NaN}', True, 400),
+        ('{"clickId": "{click}", "status": "accept", "currency": "usdd"}', True, 400),
+    ],
+    ids=[
+        "surrogate-secret",
+        "deep-unauthenticated",
+        "not-json-unauthenticated",
+        "deep",
+        "surrogate",
+        "nested",
+        "nan",
+        "currency",
+    ],
+)
+def test_a_crafted_json_postback_is_refused_before_anything_is_forwarded(
+    landing: Landing, body: str, with_secret_in_query: bool, code: int
+) -> None:
+    click_id = visit_and_order(landing)
+    query = f"?secret={RELAY_SECRET}" if with_secret_in_query else ""
+    response = post_json(landing, body.replace("{click}", click_id), query)
+    assert response.status_code == code
+    assert response.json()["status"] == "error"
+    assert landing.events(type="postback") == []
+
+
+def test_a_valid_currency_is_forwarded_in_capitals(landing: Landing) -> None:
+    click_id = visit_and_order(landing)
+    response = relay(landing, clickId=click_id, status="accept", payout="7", currency=" brl")
+    assert response.status_code == 202
+    [accepted] = landing.events(type="postback")
+    assert (accepted["payout"], accepted["currency"]) == (7, "BRL")
 
 
 def test_a_query_that_is_not_utf8_is_refused(tracker: Tracker) -> None:
