@@ -59,6 +59,9 @@ def running(
             stdout=output,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            # A test run started in the background of a non-interactive shell (as CI may
+            # run it) ignores SIGINT, and a child inherits that: waitress would never stop.
+            preexec_fn=_default_signals,
         )
     try:
         yield process
@@ -66,6 +69,10 @@ def running(
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+def _default_signals() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
