@@ -83,9 +83,9 @@ def demo(host: str, port: int, tracker_port: int, db: Path, outbox: Path) -> Non
     """
     from demo_site import create_app as create_landing
 
-    from .middleware import BangiLanding
     from .statuses import StatusMapper
     from .tracker import Campaign, create_app
+    from .wsgi import BangiLanding
 
     pro_token, relay_secret = secrets.token_hex(16), secrets.token_urlsafe(24)
     tracker_app = create_app(db, altercpa_tokens=[pro_token])

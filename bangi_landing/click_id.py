@@ -11,8 +11,9 @@ import time
 import weakref
 from binascii import b2a_base64
 from collections import deque
+from collections.abc import Mapping
 from functools import lru_cache
-from typing import TYPE_CHECKING, NamedTuple
+from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlencode
 
 from itsdangerous import BadData, TimestampSigner
@@ -20,9 +21,6 @@ from itsdangerous.encoding import base64_encode, int_to_bytes
 from itsdangerous.signer import SigningAlgorithm
 from werkzeug.http import dump_cookie
 from werkzeug.sansio.http import parse_cookie
-
-if TYPE_CHECKING:
-    from _typeshed.wsgi import WSGIEnvironment
 
 # The seed's examples are canonical hyphenated UUIDs. Only that form is accepted
 # (any case) so that "{...}", "urn:uuid:..." or bare hex never become a second
@@ -189,7 +187,7 @@ class JourneyCookie:
         self._fresh: deque[tuple[str, str, int]] = deque()  # (clickId, value, signed at)
         _cookies.add(self)
 
-    def load(self, environ: WSGIEnvironment) -> SavedJourney | None:
+    def load(self, environ: Mapping[str, Any]) -> SavedJourney | None:
         """The journey in the request's cookie, or None when absent, forged or expired."""
         header = environ.get("HTTP_COOKIE", "")
         if self.name not in header or len(header) > 8192:

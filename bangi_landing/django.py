@@ -1,4 +1,4 @@
-"""Django integration: ``BangiLandingMiddleware``, a native middleware over the WSGI class's core.
+"""The Django door: ``BangiLandingMiddleware``, a native middleware over the core.
 
 ::
 
@@ -30,7 +30,6 @@ renders the field with ``{% load bangi %}{% bangi_hidden_field %}``.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
@@ -45,16 +44,15 @@ from django.http.response import HttpResponseBase
 from django.utils.module_loading import import_string
 
 from . import config, relay
-from .events import Event
-from .middleware import BangiLanding, Decision, Journey, StreamRewriter, logger
+from .core import Decision, Journey, LandingCore, StreamRewriter
+from .core.landing import logger
+from .core.submit import FORM_TYPES
 from .responses import WATCHED, private, vary_on_cookie
 
 __all__ = ["BangiLandingMiddleware", "check_middleware_order", "options_from_settings"]
 
 # The next middleware or the view: a response, or (async) an awaitable of one.
 GetResponse = Callable[[HttpRequest], Any]
-
-_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
 def options_from_settings() -> dict[str, Any]:
@@ -65,9 +63,11 @@ def options_from_settings() -> dict[str, Any]:
     return options
 
 
-class BangiLandingMiddleware(BangiLanding):
-    """``BangiLanding`` as Django middleware: the same decisions, made on Django's request
-    and response objects. Keyword ``options`` (for a subclass) win over settings."""
+class BangiLandingMiddleware(LandingCore):
+    """The core's decisions, made on Django's request and response objects.
+
+    Keyword ``options`` (for a subclass) win over settings.
+    """
 
     sync_capable = True
     async_capable = True
@@ -77,28 +77,23 @@ class BangiLandingMiddleware(BangiLanding):
         self.async_mode = iscoroutinefunction(get_response)
         if self.async_mode:
             markcoroutinefunction(self)
-        super().__init__(None, **{**options_from_settings(), **options})
+        super().__init__(**{**options_from_settings(), **options})
 
-    # Django calls middleware with a request; the WSGI __call__ has no app to call here.
-    def __call__(  # type: ignore[override]
-        self, request: HttpRequest
-    ) -> HttpResponseBase | Awaitable[HttpResponseBase]:
+    def __call__(self, request: HttpRequest) -> HttpResponseBase | Awaitable[HttpResponseBase]:
         if self.async_mode:
             return self.__acall__(request)
-        if self._start_sender is not None:
-            self._start_sender()
+        self.start()
         if self._is_relay(request):
             return self._relay(request)
         journey = self._journey(request)
         response: HttpResponseBase = self.get_response(request)
         if journey is not None and (decision := self._decide(request, journey, response)):
-            self._report_all(decision.events)
+            self.report_all(decision.events)
             response = self._finish(request, journey, response, decision)
         return response
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
-        if self._start_sender is not None:
-            self._start_sender()
+        self.start()
         if self._is_relay(request):
             # A status is written to the outbox (and synced to disk) before the answer:
             # off the event loop.
@@ -107,9 +102,9 @@ class BangiLandingMiddleware(BangiLanding):
         response: HttpResponseBase = await self.get_response(request)
         if journey is not None and (decision := self._decide(request, journey, response)):
             if any(self.is_durable(event) for event in decision.events):
-                await sync_to_async(self._report_all, thread_sensitive=False)(decision.events)
+                await sync_to_async(self.report_all, thread_sensitive=False)(decision.events)
             else:
-                self._report_all(decision.events)  # a click only goes on a queue
+                self.report_all(decision.events)  # a click only goes on a queue
             response = self._finish(request, journey, response, decision)
         return response
 
@@ -120,7 +115,7 @@ class BangiLandingMiddleware(BangiLanding):
 
     def _journey(self, request: HttpRequest) -> Journey | None:
         try:
-            journey = self._restore(request.META, read_fields=partial(self._read_fields, request))
+            journey = self.journey(request.META, partial(self._read_fields, request))
         except Exception:
             logger.exception("bangi-landing: could not read the request; passing it through")
             journey = None
@@ -128,25 +123,25 @@ class BangiLandingMiddleware(BangiLanding):
         request.bangi_landing = self  # type: ignore[attr-defined]  # for report_status()
         return journey
 
-    def _read_fields(self, request: HttpRequest) -> dict[str, Any] | None:
+    def _read_fields(self, request: HttpRequest, meta: object) -> dict[str, Any] | None:
         """A submit's fields, read through Django so that its parsing (and CSRF) still work.
 
         Django keeps what it read: the view gets the same ``request.POST`` and ``request.body``.
         """
-        if self._over_submit_limit(_content_length(request.META)):
+        if self.over_submit_limit(_content_length(request.META)):
             return None
         parsed_before = "_post" in vars(request)
         try:
             # The body first, even for multipart: parsing then reads Django's copy of it,
             # so a view that wants request.body can still have it.
             body = request.body
-            if self._over_submit_limit(len(body)):  # no Content-Length (chunked, under ASGI)
+            if self.over_submit_limit(len(body)):  # no Content-Length (chunked, under ASGI)
                 return None
             mimetype = request.content_type or ""
             if mimetype == "application/json" or mimetype.endswith("+json"):
                 data = json.loads(body)
                 return data if isinstance(data, dict) else None
-            if mimetype in _FORM_TYPES:
+            if mimetype in FORM_TYPES:
                 return {
                     key: values[0] if len(values) == 1 else values
                     for key, values in request.POST.lists()
@@ -161,27 +156,23 @@ class BangiLandingMiddleware(BangiLanding):
         return None
 
     def _relay(self, request: HttpRequest) -> HttpResponse:
-        """The relay's answer: its WSGI app called with the request's environ and body."""
-        environ = {**request.META, "wsgi.url_scheme": request.scheme}
-        body = b""
-        # Over the limit, the body is not read: the relay answers 413 from the length alone.
-        if _content_length(request.META) <= relay.MAX_BODY:
-            body = request.body
-            environ["CONTENT_LENGTH"] = str(len(body))
-        environ["wsgi.input"] = io.BytesIO(body)
-        started: list[Any] = []
-
-        def start_response(
-            status: str, headers: list[tuple[str, str]], exc_info: Any = None
-        ) -> Any:
-            started[:] = [status, headers]
-            return None
-
+        """The relay's answer to the request, as a Django response."""
         assert self.relay is not None
-        content = b"".join(self.relay(environ, start_response))
-        status, headers = started
-        response = HttpResponse(content, status=int(status[:3]), reason=status[4:])
-        for name, value in headers:
+        body: bytes | None = b""
+        if request.method == "POST":
+            # Over the limit, the body is not read: the relay answers 413 from the length alone.
+            over = _content_length(request.META) > relay.MAX_BODY
+            body = None if over else request.body
+            if body is not None and len(body) > relay.MAX_BODY:  # no Content-Length
+                body = None
+        answer = self.relay.answer(
+            request.method or "GET",
+            request.META.get("QUERY_STRING", "").encode("latin-1"),
+            request.META.get("CONTENT_TYPE", ""),
+            body,
+        )
+        response = HttpResponse(answer.body, status=answer.code, reason=answer.reason)
+        for name, value in answer.headers:
             response.headers[name] = value
         return response
 
@@ -196,10 +187,6 @@ class BangiLandingMiddleware(BangiLanding):
         except Exception:
             logger.exception("bangi-landing: could not process a response; serving it as is")
             return None
-
-    def _report_all(self, events: Iterable[Event]) -> None:
-        for event in events:
-            self.report(event)
 
     def _finish(
         self,

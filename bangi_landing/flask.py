@@ -50,8 +50,9 @@ from flask import Flask, current_app, request
 from markupsafe import Markup
 
 from . import config
+from .core import ENVIRON_KEY
 from .events import Event
-from .middleware import ENVIRON_KEY, BangiLanding
+from .wsgi import BangiLanding
 
 EXTENSION_KEY = "bangi_landing"
 

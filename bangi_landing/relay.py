@@ -23,21 +23,21 @@ never repeats what was sent.
 from __future__ import annotations
 
 import hmac
+import io
 import json
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, NamedTuple
+from urllib.parse import parse_qsl
 
 from werkzeug.exceptions import HTTPException
-from werkzeug.wrappers import Request
+from werkzeug.formparser import FormDataParser
+from werkzeug.http import parse_options_header
 
 from .click_id import EXAMPLE_CLICK_ID, parse_click_id
 from .events import Event
 from .statuses import STATUSES, Status, StatusMapper, as_any_status
-
-if TYPE_CHECKING:
-    from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
 MAX_BODY = 16 * 1024  # a postback is a few hundred bytes
 MAX_PAYOUT = 10**9  # larger is a mistake, or an attack on what stores it
@@ -56,8 +56,17 @@ class RelayError(Exception):
 ReportStatus = Callable[..., Event]
 
 
+class RelayAnswer(NamedTuple):
+    """What the relay answers: the door sends it in its protocol."""
+
+    code: int
+    reason: str
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
 class StatusRelay:
-    """The relay endpoint's WSGI application (the middleware mounts it at its path).
+    """The relay endpoint, from a request's parts to an answer; each door mounts it at its path.
 
     :param secret: the value the ``secret`` parameter must have.
     :param report_status: what takes the status: ``BangiLanding.report_status``.
@@ -72,52 +81,62 @@ class StatusRelay:
         self.report_status = report_status
         self.mapper = mapper or StatusMapper("status")
 
-    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        request = Request(environ)
-        request.max_content_length = MAX_BODY
-        request.max_form_memory_size = MAX_BODY
+    def answer(
+        self, method: str, query: bytes, content_type: str, body: bytes | None
+    ) -> RelayAnswer:
+        """The answer to one postback.
+
+        :param query: the query string's bytes.
+        :param body: the body's bytes (``b""`` for a GET), or None when it is
+            over :data:`MAX_BODY` bytes: the door reads no more than that.
+        """
         headers: list[tuple[str, str]] = []
         try:
-            if request.method not in ("GET", "POST"):
+            if method not in ("GET", "POST"):
                 headers.append(("Allow", "GET, POST"))
                 raise RelayError(405, "use GET or POST")
-            params = self._authenticated_params(request)
+            params = self._authenticated_params(method, query, content_type, body)
             event = self.report_status(
                 _click_id(params),
                 self._status(params),
                 payout=_payout(params.get("payout")),
                 extras=_extras(params),
             )
-            code, body = 202, {"status": "ok", "clickId": event.click_id, "eventId": event.event_id}
+            code = 202
+            answer = {"status": "ok", "clickId": event.click_id, "eventId": event.event_id}
         except RelayError as error:
-            code, body = error.code, {"status": "error", "error": error.message}
-        data = json.dumps(body).encode()
+            code, answer = error.code, {"status": "error", "error": error.message}
+        data = json.dumps(answer).encode()
         headers += [
             ("Content-Type", "application/json"),
             ("Content-Length", str(len(data))),
             ("Cache-Control", "no-store"),
             ("X-Content-Type-Options", "nosniff"),
         ]
-        start_response(f"{code} {'Accepted' if code == 202 else 'Error'}", headers)
-        return [data]
+        return RelayAnswer(code, "Accepted" if code == 202 else "Error", headers, data)
 
-    def _authenticated_params(self, request: Request) -> dict[str, Any]:
+    def _authenticated_params(
+        self, method: str, query: bytes, content_type: str, body: bytes | None
+    ) -> dict[str, Any]:
         """The postback's parameters, once its secret is known to be right.
 
         The secret is checked before anything else is read: from the query
         when it is there, else from the body, and a body that cannot be read
         without the right secret in the query is a 403, not a parse error.
         """
-        query = _query(request)
-        authenticated = "secret" in query
+        params = _once({}, _pairs(query, "the query string must be UTF-8"))
+        authenticated = "secret" in params
         if authenticated:
-            self._check_secret(query["secret"])
-        try:
-            params = _with_body(request, query)
-        except RelayError as error:
-            if authenticated or error.code == 413:  # the length alone says 413
-                raise
-            raise RelayError(403, "wrong or missing secret") from None
+            self._check_secret(params["secret"])
+        if method == "POST":
+            if body is None:  # the length alone says so
+                raise RelayError(413, f"the body is over {MAX_BODY // 1024} KiB")
+            try:
+                _once(params, _body_params(content_type, body))
+            except RelayError:
+                if authenticated:
+                    raise
+                raise RelayError(403, "wrong or missing secret") from None
         if not authenticated:
             self._check_secret(params.get("secret"))
         return params
@@ -139,37 +158,35 @@ class StatusRelay:
         return status
 
 
-def _query(request: Request) -> dict[str, Any]:
-    """The query's parameters, each given once."""
+def _pairs(data: bytes, error: str) -> list[tuple[str, str]]:
+    """URL-encoded ``data`` as (name, value) pairs; a 400 with ``error`` if not UTF-8."""
     try:
-        return _once({}, request.args.items(multi=True))
+        return parse_qsl(data.decode(), keep_blank_values=True, errors="strict")
     except UnicodeDecodeError:
-        raise RelayError(400, "the query string must be UTF-8") from None
+        raise RelayError(400, error) from None
 
 
-def _with_body(request: Request, query: dict[str, Any]) -> dict[str, Any]:
-    """``query`` and the form or JSON body's parameters; each given once in all."""
-    if request.method != "POST":
-        return query
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        raise RelayError(413, f"the body is over {MAX_BODY // 1024} KiB")
-    try:
-        if request.is_json:
-            data = json.loads(request.get_data())
-            if not isinstance(data, dict):
-                raise RelayError(400, "a JSON body must be an object")
-            return _once(dict(query), data.items())
-        return _once(dict(query), request.form.items(multi=True))
-    except (ValueError, RecursionError):  # not JSON, nested too deep, not UTF-8
-        raise RelayError(400, "the body cannot be read") from None
-    except HTTPException as error:
-        code = error.code or 400
-        raise RelayError(
-            code,
-            f"the body is over {MAX_BODY // 1024} KiB"
-            if code == 413
-            else "the body cannot be read",
-        ) from None
+def _body_params(content_type: str, body: bytes) -> Iterable[tuple[str, Any]]:
+    """A POST body's parameters: a JSON object, or a form (urlencoded or multipart)."""
+    mimetype, options = parse_options_header(content_type)
+    if mimetype == "application/json" or mimetype.endswith("+json"):
+        try:
+            data = json.loads(body)
+        except (ValueError, RecursionError):  # not JSON, nested too deep, not UTF-8
+            raise RelayError(400, "the body cannot be read") from None
+        if not isinstance(data, dict):
+            raise RelayError(400, "a JSON body must be an object")
+        return data.items()
+    if mimetype == "multipart/form-data":
+        parser = FormDataParser(max_form_memory_size=MAX_BODY, silent=False)
+        try:
+            _, form, files = parser.parse(io.BytesIO(body), mimetype, len(body), options)
+        except (ValueError, HTTPException):
+            raise RelayError(400, "the body cannot be read") from None
+        for upload in files.values():
+            upload.close()
+        return form.items(multi=True)
+    return _pairs(body, "the body cannot be read")
 
 
 def _once(params: dict[str, Any], items: Iterable[tuple[str, Any]]) -> dict[str, Any]:

@@ -8,11 +8,8 @@ gets a journey cookie. The middleware passes such requests straight through.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from _typeshed.wsgi import WSGIEnvironment
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 # Substrings of User-Agent headers, matched case-insensitively. "bot/" and
 # "+http" (a bot's contact URL) catch most crawlers by convention; the named
@@ -45,7 +42,7 @@ class VisitorFilter:
         )
         self._verdicts: dict[str, bool] = {}  # User-Agents repeat: each is matched once
 
-    def ignores(self, environ: WSGIEnvironment) -> bool:
+    def ignores(self, environ: Mapping[str, Any]) -> bool:
         """True for a request that must make no click and get no cookie."""
         agent = environ.get("HTTP_USER_AGENT", "")
         is_bot = self._verdicts.get(agent)

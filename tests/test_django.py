@@ -27,8 +27,8 @@ from django.test.client import AsyncClientHandler
 
 from bangi_landing import ConfigurationError
 from bangi_landing.click_id import JourneyCookie
+from bangi_landing.core import ENVIRON_KEY
 from bangi_landing.django import BangiLandingMiddleware, check_middleware_order
-from bangi_landing.middleware import ENVIRON_KEY
 from bangi_landing.page_cache import PageCache
 from bangi_landing.relay import MAX_BODY
 from bangi_landing.sender import BackgroundSender

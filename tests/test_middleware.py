@@ -438,7 +438,7 @@ def test_rewriter_failure_serves_the_page_unmodified(
     def broken(self: object, chunk: bytes) -> bytes:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("bangi_landing.middleware.HtmlRewriter.feed", broken)
+    monkeypatch.setattr("bangi_landing.core.landing.HtmlRewriter.feed", broken)
     with caplog.at_level(logging.ERROR, logger="bangi_landing"):
         response = landing.get()
     assert response.status_code == 200

@@ -22,7 +22,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from ..config import SETTINGS
-from ..middleware import ENVIRON_KEY
+from ..core import ENVIRON_KEY
 
 register = template.Library()
 

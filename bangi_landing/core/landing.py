@@ -1,63 +1,67 @@
-"""The WSGI middleware: one clickId per journey, the click, ``sub1`` in every form, the lead.
+"""The core: one journey per visitor, whatever door the request came through.
 
-Per request:
+Per request, a door (WSGI, ASGI, Django) asks the core:
 
-1. **Restore the journey.** A valid UUID from the URL parameter ``clickId``,
-   else from the ``sub1`` field of a submit, else from the signed cookie. None
-   of them: a fresh uuid4, used only if this response starts a journey.
-   Crawlers, link previews and prefetches start no journey and take over
-   none: unless their cookie continues one, they pass through untouched.
-2. **Run the app.** It can read the clickId at ``environ["bangi.click_id"]``;
-   a submit's body is read first and handed over unchanged.
-3. **Look at the response.** A new visitor's landing page view (GET, 2xx,
-   HTML) reports the click and sets the cookie; a submit the app accepted
-   (below 400) reports the lead. HTML pages of a journey get the hidden field
-   in every form, streamed.
+1. **The journey.** A valid UUID from the URL parameter ``clickId``, else from
+   the ``sub1`` field of a submit, else from the signed cookie. None of them:
+   a fresh uuid4, used only if this response starts a journey. Crawlers, link
+   previews and prefetches start no journey and take over none: unless their
+   cookie continues one, they pass through untouched (:meth:`LandingCore.journey`).
+2. **The decision.** From the response's status and headers: the events to
+   report (a new visitor's landing page view is the click, a submit the app
+   accepted the lead), whether the cookie is set, and whether the body gets
+   the clickId in its forms (:meth:`LandingCore.decide`).
+3. **The report.** Events go to the sender, which delivers them in the
+   background (:meth:`LandingCore.report`); a lead is in the outbox first.
 
-Reporting only queues the event; delivery happens in the background. Anything
-that goes wrong in the middleware's own code is logged and the page is served
-as the app made it (fail open).
+The core never sees a protocol. A request is a mapping of CGI-style names
+(:data:`Meta`: ``REQUEST_METHOD``, ``PATH_INFO``, ``SCRIPT_NAME``,
+``QUERY_STRING``, ``CONTENT_TYPE``, ``HTTP_COOKIE``, ``HTTP_USER_AGENT`` and
+the prefetch headers), which is what a WSGI environ and Django's
+``request.META`` already are and what the ASGI door builds from its scope; a
+submit's body comes as bytes, read by the door. Anything that goes wrong in
+the middleware's own code is logged and the page is served as the app made
+it (fail open).
 """
 
 from __future__ import annotations
 
-import io
-import json
 import logging
 import os
-from collections.abc import Callable, ItemsView, Iterable, Iterator, Mapping
+from collections.abc import Callable, ItemsView, Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 from urllib.parse import parse_qsl
 
-from werkzeug.formparser import parse_form_data
-from werkzeug.http import parse_options_header
-
-from . import config, privacy
-from .click_id import (
+from .. import config, privacy
+from ..click_id import (
     MAX_PARAM_LENGTH,
     JourneyCookie,
     JourneyParams,
     parse_click_id,
 )
-from .destinations import BangiTracker, Destination
-from .events import EVENT_KINDS, Event, click_event_id, journey_event_id
-from .outbox import DEFAULT_OUTBOX
-from .page_cache import PageCache
-from .relay import StatusRelay
-from .responses import ResponseShapes, classify
-from .rewrite import HtmlRewriter
-from .sender import BackgroundSender
-from .statuses import StatusMapper, as_any_status
-from .visitors import VisitorFilter
+from ..destinations import BangiTracker, Destination
+from ..events import EVENT_KINDS, Event, click_event_id, journey_event_id
+from ..outbox import DEFAULT_OUTBOX
+from ..page_cache import PageCache
+from ..relay import StatusRelay
+from ..responses import ResponseShape, ResponseShapes, classify
+from ..rewrite import HtmlRewriter
+from ..sender import BackgroundSender
+from ..statuses import StatusMapper, as_any_status
+from ..visitors import VisitorFilter
+from .submit import is_form_or_json
 
-if TYPE_CHECKING:
-    from _typeshed import OptExcInfo
-    from _typeshed.wsgi import InputStream, StartResponse, WSGIApplication, WSGIEnvironment
+__all__ = ["ENVIRON_KEY", "Decision", "Journey", "LandingCore", "Meta", "StreamRewriter"]
 
 logger = logging.getLogger("bangi_landing")
 
 ENVIRON_KEY = "bangi.click_id"
+
+# A request as the core sees it: CGI-style names, as in a WSGI environ or Django's META.
+Meta = MutableMapping[str, Any]
+# Reads a submit's body and parses its fields (see submit.parse_fields); the door's own.
+ReadFields = Callable[[Meta], "dict[str, Any] | None"]
 
 
 class Sender(Protocol):
@@ -114,22 +118,14 @@ class StreamRewriter:
             return b""
 
 
-class BangiLanding:
-    """Connect a WSGI landing page to the Bangi tracker.
+class LandingCore:
+    """What every door shares: the options, the journey, the decision, the events.
 
-    ::
+    A door subclasses it and speaks its protocol around these steps
+    (``BangiLanding`` for WSGI, ``BangiLandingASGI``, Django's
+    ``BangiLandingMiddleware``); its keyword options are these. Each falls
+    back to its ``BANGI_*`` environment variable, then to its default.
 
-        from bangi_landing import BangiLanding
-
-        app.wsgi_app = BangiLanding(
-            app.wsgi_app,
-            tracker_url="https://dashboard.example.com",
-            campaign_id=42,
-            secret_key="a long random string",
-        )
-
-    :param app: the WSGI application to wrap (``None`` for a framework adapter,
-        such as the Django middleware, that calls the request and response steps itself).
     :param tracker_url: the Bangi tracker's base URL. Default: ``BANGI_TRACKER_URL``;
         neither: no Bangi tracker (AlterCPA Pro alone, say).
     :param campaign_id: the tracker campaign of this landing. Default: ``BANGI_CAMPAIGN_ID``.
@@ -186,7 +182,6 @@ class BangiLanding:
 
     def __init__(
         self,
-        app: WSGIApplication | None,
         *,
         tracker_url: str | None = None,  # BANGI_TRACKER_URL
         campaign_id: int | str | None = None,  # BANGI_CAMPAIGN_ID
@@ -214,7 +209,6 @@ class BangiLanding:
         durable_clicks: bool | None = None,  # BANGI_DURABLE_CLICKS, else False
         sender: Sender | None = None,  # None: background delivery to tracker_url
     ) -> None:
-        self.app = app
         # Each option falls back to its BANGI_* environment variable, then its default.
         submit_paths = config.option("submit_paths", submit_paths)
         field_name = config.option("field_name", field_name)
@@ -279,53 +273,25 @@ class BangiLanding:
             else None
         )
 
-    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        assert self.app is not None, "no app to wrap: a framework adapter calls the steps itself"
+    def start(self) -> None:
+        """Start delivery, if it is not running (in this process: a fork needs its own)."""
         if self._start_sender is not None:
             self._start_sender()
-        if self.relay is not None and environ.get("PATH_INFO") == self.relay_path:
-            return self.relay(environ, start_response)
-        try:
-            journey = self._restore(environ)
-        except Exception:
-            logger.exception("bangi-landing: could not read the request; passing it through")
-            journey = None
-        if journey is None:
-            return self.app(environ, start_response)
-        response = _Response(self, environ, journey, start_response)
-        app_iter = self.app(environ, response.start_response)
-        if response.started:
-            # The app has returned, so its response is final: report now, before
-            # the server sends anything. A generator app starts when iterated.
-            response.report_events()
-            if not response.rewriting:
-                return app_iter  # nothing to rewrite: the app's iterable as is (file_wrapper too)
-            if response.rewriter is None and response.length >= 0:
-                # A page of known length usually comes in one piece: then it is
-                # read here and rewritten at once, and the server gets a list.
-                whole, app_iter = _whole_body(app_iter, response.length)
-                if whole is not None:
-                    return [response.rewrite_whole(whole)]
-        return _RewrittenBody(app_iter, response)
 
-    # The request side
+    def journey(self, meta: Meta, read_fields: ReadFields) -> Journey | None:
+        """The request's journey; a submit's fields come from ``read_fields(meta)``.
 
-    def _restore(
-        self,
-        environ: WSGIEnvironment,
-        read_fields: Callable[[], dict[str, Any] | None] | None = None,
-    ) -> Journey | None:
-        """The request's journey; a submit's fields come from ``read_fields`` or the body.
+        The clickId is put in ``meta`` at :data:`ENVIRON_KEY`, for the app.
 
         None for crawlers, link previews and prefetches, which start no journey
         and take over none (their requests pass through untouched), unless the
         journey cookie shows the request continues a visitor's journey.
         """
-        saved = self.cookie.load(environ)
+        saved = self.cookie.load(meta)
         is_submit, fields = False, None
-        if environ.get("REQUEST_METHOD") == "POST":
-            is_submit, fields = self._submit(environ, read_fields)
-        query = environ.get("QUERY_STRING", "")
+        if meta.get("REQUEST_METHOD") == "POST":
+            is_submit, fields = self._submit(meta, read_fields)
+        query = meta.get("QUERY_STRING", "")
         source: _Source
         signed = None
         # Most pages carry no clickId: looking costs a substring test, not a call.
@@ -337,7 +303,7 @@ class BangiLanding:
             click_id, source = saved.click_id, "cookie"
         else:
             click_id, source = None, "new"
-        if source != "cookie" and self.visitors.ignores(environ):
+        if source != "cookie" and self.visitors.ignores(meta):
             return None
         if click_id is None:
             click_id, signed = self.cookie.new_journey()
@@ -345,21 +311,15 @@ class BangiLanding:
         if self.journey_params and len(params) < len(self.journey_params) and query:
             params = self._kept_params(query, params)
         save = saved is None or saved.click_id != click_id or saved.params != params
-        environ[ENVIRON_KEY] = click_id
+        meta[ENVIRON_KEY] = click_id
         signed = None if params else signed  # signed for the clickId alone
         return Journey(click_id, source, params, save, is_submit, fields, signed)
 
-    def _submit(
-        self,
-        environ: WSGIEnvironment,
-        read_fields: Callable[[], dict[str, Any] | None] | None,
-    ) -> tuple[bool, dict[str, Any] | None]:
+    def _submit(self, meta: Meta, read_fields: ReadFields) -> tuple[bool, dict[str, Any] | None]:
         """Whether a POST is a lead's submit, and its fields (form or JSON bodies only)."""
-        path = environ.get("PATH_INFO", "")
+        path = meta.get("PATH_INFO", "")
         at_submit_path = self.submit_paths is not None and path in self.submit_paths
-        fields = None
-        if at_submit_path or _is_form_or_json(environ.get("CONTENT_TYPE", "")):
-            fields = self._read_submit(environ) if read_fields is None else read_fields()
+        fields = read_fields(meta) if self.wants_fields(meta) else None
         if at_submit_path or not fields:
             return at_submit_path, fields
         if parse_click_id(fields.get(self.field_name)) is None:
@@ -377,6 +337,12 @@ class BangiLanding:
                 path[:200],
             )
         return False, fields
+
+    def wants_fields(self, meta: Meta) -> bool:
+        """Whether a POST's body is read for its fields (a door that must read it first asks)."""
+        if self.submit_paths is not None and meta.get("PATH_INFO", "") in self.submit_paths:
+            return True
+        return is_form_or_json(meta.get("CONTENT_TYPE", ""))
 
     def _kept_params(self, query: str, params: JourneyParams) -> JourneyParams:
         """``params`` plus the kept URL parameters it lacks, from ``query`` (first value wins)."""
@@ -396,32 +362,7 @@ class BangiLanding:
         )
         return parse_click_id(value)
 
-    def _read_submit(self, environ: WSGIEnvironment) -> dict[str, Any] | None:
-        """Read and parse a submit's body, leaving an identical body for the app."""
-        try:
-            length = int(environ.get("CONTENT_LENGTH") or -1)
-        except ValueError:
-            length = -1
-        stream = environ["wsgi.input"]
-        if self._over_submit_limit(length):
-            return None
-        if length >= 0:
-            body = stream.read(length)
-        elif environ.get("wsgi.input_terminated"):
-            body = stream.read(self.max_submit_size + 1)
-            if len(body) > self.max_submit_size:
-                environ["wsgi.input"] = _ReplayStream(body, stream)
-                logger.info(
-                    "bangi-landing: submit body over %d bytes not read", self.max_submit_size
-                )
-                return None
-        else:
-            body = b""  # PEP 3333: no Content-Length, no body
-        environ["wsgi.input"] = io.BytesIO(body)
-        environ["CONTENT_LENGTH"] = str(len(body))
-        return _parse_fields(environ, body)
-
-    def _over_submit_limit(self, size: int) -> bool:
+    def over_submit_limit(self, size: int) -> bool:
         """Whether a submit body of ``size`` bytes is too large to read (logged)."""
         if size <= self.max_submit_size:
             return False
@@ -432,9 +373,9 @@ class BangiLanding:
 
     # The response side
 
-    def _click(self, environ: WSGIEnvironment, journey: Journey) -> Event:
-        path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
-        params = _ClickParams(environ.get("QUERY_STRING", ""), path, self.campaign_id)
+    def _click(self, meta: Meta, journey: Journey) -> Event:
+        path = meta.get("SCRIPT_NAME", "") + meta.get("PATH_INFO", "")
+        params = _ClickParams(meta.get("QUERY_STRING", ""), path, self.campaign_id)
         event_id = click_event_id(journey.click_id)
         return Event("click", journey.click_id, params, event_id, journey=dict(journey.params))
 
@@ -452,30 +393,43 @@ class BangiLanding:
         event_id = journey_event_id("lead", journey.click_id)
         return Event("lead", journey.click_id, params, event_id, journey=dict(journey.params))
 
-    def decide(
-        self, environ: WSGIEnvironment, journey: Journey, code: int, found: Mapping[str, str]
-    ) -> Decision:
+    def decide(self, meta: Meta, journey: Journey, code: int, found: Mapping[str, str]) -> Decision:
         """What a response of ``journey`` gets: its events, the cookie, the clickId in its forms.
 
         :param found: the response's ``content-type``, ``content-encoding`` and
             ``content-disposition`` headers (lowercase names).
         """
-        return Decision(*self._decision(environ, journey, code, *classify(code, found)))
+        page, rewritable = classify(code, found)
+        return Decision(*self._decision(meta, journey, code, page, rewritable))
+
+    def decide_shape(
+        self, meta: Meta, journey: Journey, shape: ResponseShape
+    ) -> tuple[tuple[Event, ...], bool, bool]:
+        """:meth:`decide` for a response whose shape :attr:`responses` remembers.
+
+        A plain tuple: this runs on every page, and a door unpacks it at once.
+        """
+        return self._decision(meta, journey, shape.code, shape.page, shape.rewritable)
 
     def _decision(
-        self, environ: WSGIEnvironment, journey: Journey, code: int, page: bool, rewritable: bool
+        self, meta: Meta, journey: Journey, code: int, page: bool, rewritable: bool
     ) -> tuple[tuple[Event, ...], bool, bool]:
-        """:meth:`decide`'s answer as a plain tuple, for the middleware's own use on every page."""
-        method = environ.get("REQUEST_METHOD", "GET")
+        method = meta.get("REQUEST_METHOD", "GET")
         events: tuple[Event, ...] = ()
         if journey.is_submit and code < 400:
             events = (self._lead(journey),)
         elif journey.source == "new" and method == "GET" and 200 <= code < 300 and page:
-            events = (self._click(environ, journey),)
+            events = (self._click(meta, journey),)
         active = journey.source != "new" or bool(events)
         set_cookie = active and code < 400 and journey.save
         rewrite = active and rewritable and method != "HEAD"
         return events, set_cookie, rewrite
+
+    def cookie_header(self, journey: Journey, *, secure: bool) -> str:
+        """The ``Set-Cookie`` value that keeps ``journey``."""
+        if journey.cookie:  # signed ahead, for a new journey
+            return self.cookie.header_with(journey.cookie, secure=secure)
+        return self.cookie.header(journey.click_id, journey.params, secure=secure)
 
     def report(self, event: Event) -> None:
         """Hand ``event`` to the sender; never raises.
@@ -486,6 +440,10 @@ class BangiLanding:
             self.sender.submit(event, durable=event.kind in self._durable_kinds)
         except Exception:
             logger.exception("bangi-landing: could not queue a %s event", event.kind)
+
+    def report_all(self, events: Iterable[Event]) -> None:
+        for event in events:
+            self.report(event)
 
     def is_durable(self, event: Event) -> bool:
         """Whether reporting ``event`` writes it to the outbox before returning."""
@@ -522,190 +480,6 @@ class BangiLanding:
         event = Event("postback", journey_id, params, event_id)
         self.report(event)
         return event
-
-
-class _Response:
-    """One response's decisions, made when the app calls ``start_response``."""
-
-    __slots__ = (
-        "environ",
-        "events",
-        "journey",
-        "length",
-        "middleware",
-        "rewriter",
-        "rewriting",
-        "server_start_response",
-        "started",
-    )
-
-    def __init__(
-        self,
-        middleware: BangiLanding,
-        environ: WSGIEnvironment,
-        journey: Journey,
-        server_start_response: StartResponse,
-    ) -> None:
-        self.middleware = middleware
-        self.environ = environ
-        self.journey = journey
-        self.server_start_response = server_start_response
-        self.started = False
-        self.rewriting = False  # the body gets the clickId
-        self.length = -1  # the app's Content-Length: a first chunk this long is the whole body
-        self.rewriter: StreamRewriter | None = None  # made when the body comes in pieces
-        self.events: tuple[Event, ...] = ()  # reported once the response is final
-
-    def report_events(self) -> None:
-        events, self.events = self.events, ()
-        for event in events:
-            self.middleware.report(event)
-
-    def start_response(
-        self, status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None
-    ) -> Any:
-        self.started = True
-        if exc_info is None:
-            try:
-                headers = self._decide(status, headers)
-            except Exception:
-                logger.exception("bangi-landing: could not process a response; serving it as is")
-                self.rewriting = False
-        else:
-            # An error page replaces the response: no click or lead, no rewriting.
-            self.rewriting = False
-            self.events = ()
-        write = self.server_start_response(status, headers, exc_info)
-        if not self.rewriting:
-            return write
-
-        def rewriting_write(data: bytes) -> None:
-            write(self.feed(data))
-
-        return rewriting_write
-
-    def rewrite_whole(self, body: bytes) -> bytes:
-        """The whole body at once: rewritten from the page cache."""
-        self.rewriting = False  # anything after it breaks the app's own Content-Length
-        try:
-            return self.middleware.pages.rewrite(body, self.journey.click_id)
-        except Exception:
-            logger.exception("bangi-landing: rewriting failed; serving the page as is")
-            return body
-
-    def feed(self, data: bytes) -> bytes:
-        """One piece of a streamed body, rewritten as far as it can be yet."""
-        if self.rewriter is None:
-            self.rewriter = StreamRewriter(self.middleware.pages, self.journey.click_id)
-        return self.rewriter.feed(data)
-
-    def finish(self) -> bytes:
-        """The end of a streamed body: whatever the rewriter still holds."""
-        self.rewriting = False
-        return self.rewriter.finish() if self.rewriter is not None else b""
-
-    def _decide(self, status: str, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
-        middleware, journey, environ = self.middleware, self.journey, self.environ
-        shape = middleware.responses.get(status, headers)
-        self.events, set_cookie, rewrite = middleware._decision(
-            environ, journey, shape.code, shape.page, shape.rewritable
-        )
-        if rewrite:
-            self.rewriting = True
-            self.length = shape.length
-            changed = [*shape.rewritten]
-        elif set_cookie:
-            changed = [*shape.kept]
-        else:
-            return headers
-        if set_cookie:
-            secure = environ.get("wsgi.url_scheme") == "https"
-            cookie = (
-                middleware.cookie.header_with(journey.cookie, secure=secure)
-                if journey.cookie
-                else middleware.cookie.header(journey.click_id, journey.params, secure=secure)
-            )
-            changed.append(("Set-Cookie", cookie))
-        return changed
-
-
-def _whole_body(app_iter: Iterable[bytes], length: int) -> tuple[bytes | None, Iterable[bytes]]:
-    """The body, if its first chunk is all ``length`` (its Content-Length) bytes of it.
-
-    Then the app's iterable is closed without asking for more: PEP 3333 tells
-    a server to stop iterating once Content-Length bytes have come, and a
-    chunk past them could never be sent. Otherwise None, and an iterable of
-    the same chunks (the first, already read, then the rest) that closes the
-    app's. Either way the app's iterable is closed once.
-    """
-    if isinstance(app_iter, (list, tuple)) and not hasattr(app_iter, "close"):
-        whole = len(app_iter) > 0 and len(app_iter[0]) == length
-        return (app_iter[0] if whole else None), app_iter
-    chunks = iter(app_iter)
-    try:
-        first = next(chunks, None)
-    except BaseException:
-        _close(app_iter)
-        raise
-    if first is None or len(first) != length:
-        return None, _Chunks([] if first is None else [first], chunks, app_iter)
-    _close(app_iter)
-    return first, ()
-
-
-class _Chunks:
-    """Chunks already read, then the rest of the app's iterable, which it closes."""
-
-    __slots__ = ("_app_iter", "_read", "_rest")
-
-    def __init__(self, read: list[bytes], rest: Iterator[bytes], app_iter: Iterable[bytes]) -> None:
-        self._read, self._rest, self._app_iter = read, rest, app_iter
-
-    def __iter__(self) -> Iterator[bytes]:
-        yield from self._read
-        yield from self._rest
-
-    def close(self) -> None:
-        _close(self._app_iter)
-
-
-def _close(app_iter: Iterable[bytes]) -> None:
-    close = getattr(app_iter, "close", None)
-    if close is not None:
-        close()
-
-
-class _RewrittenBody:
-    """The app's body with each chunk passed through the response's rewriting, streamed.
-
-    Whether to rewrite is looked up per chunk: a generator app calls
-    ``start_response`` only when first iterated.
-    """
-
-    def __init__(self, app_iter: Iterable[bytes], response: _Response) -> None:
-        self._app_iter = app_iter
-        self._response = response
-
-    def __iter__(self) -> Iterator[bytes]:
-        response = self._response
-        for chunk in self._app_iter:
-            response.report_events()  # the body has begun: the response is final
-            if not response.rewriting:
-                yield chunk
-            elif response.rewriter is None and len(chunk) == response.length:
-                yield response.rewrite_whole(chunk)
-                break  # all Content-Length bytes: stop, as a server would (PEP 3333)
-            else:
-                # PEP 3333: yield (even b"") for every chunk, never wait for more.
-                yield response.feed(chunk)
-        response.report_events()  # an empty body
-        if response.rewriting:
-            tail = response.finish()
-            if tail:
-                yield tail
-
-    def close(self) -> None:
-        _close(self._app_iter)
 
 
 class _ClickParams(Mapping[str, Any]):
@@ -758,59 +532,3 @@ class _ClickParams(Mapping[str, Any]):
 
     def __repr__(self) -> str:
         return repr(self._parsed())
-
-
-class _ReplayStream:
-    """An input stream that returns ``head`` and then the rest of ``stream``."""
-
-    def __init__(self, head: bytes, stream: InputStream) -> None:
-        self._head = io.BytesIO(head)
-        self._stream = stream
-
-    def read(self, size: int = -1) -> bytes:
-        data = self._head.read(size)
-        if size < 0:
-            return data + self._stream.read()
-        if len(data) < size:
-            data += self._stream.read(size - len(data))
-        return data
-
-    def readline(self, size: int = -1) -> bytes:
-        line = self._head.readline(size)
-        if line.endswith(b"\n") or (size >= 0 and len(line) >= size):
-            return line
-        return line + self._stream.readline(-1 if size < 0 else size - len(line))
-
-    def readlines(self, hint: int = -1) -> list[bytes]:
-        return list(iter(self.readline, b""))
-
-    def __iter__(self) -> Iterator[bytes]:
-        return iter(self.readline, b"")
-
-
-def _is_form_or_json(content_type: str) -> bool:
-    """Whether a body of this type is read for a submit's fields (a cheap look before parsing)."""
-    mimetype = content_type.partition(";")[0].strip().lower()
-    return mimetype in _FORM_TYPES or mimetype == "application/json" or mimetype.endswith("+json")
-
-
-_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
-
-
-def _parse_fields(environ: WSGIEnvironment, body: bytes) -> dict[str, Any] | None:
-    """The submitted fields: form values as strings (lists when repeated), or a JSON object."""
-    mimetype, _ = parse_options_header(environ.get("CONTENT_TYPE", ""))
-    if mimetype == "application/json" or mimetype.endswith("+json"):
-        try:
-            data = json.loads(body)
-        except (ValueError, RecursionError):
-            return None
-        return data if isinstance(data, dict) else None
-    if mimetype in _FORM_TYPES:
-        # The parser gets its own copy of the body; the app keeps the one in environ.
-        parse_environ = {**environ, "wsgi.input": io.BytesIO(body)}
-        _, form, files = parse_form_data(parse_environ, silent=True)
-        for upload in files.values():
-            upload.close()  # uploads are the app's business, not the tracker's
-        return {key: values[0] if len(values) == 1 else values for key, values in form.lists()}
-    return None
