@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from urllib.parse import urljoin
 
 from ..events import Event
@@ -30,5 +29,5 @@ class BangiTracker(HttpDestination):
         self._urls = {kind: urljoin(self.url, path) for kind, path in _PATHS.items()}
 
     def deliver(self, event: Event) -> None:
-        body = json.dumps(event.payload(), separators=(",", ":")).encode()
+        body = event.body()
         self.request("POST", self._urls[event.kind], body=body, content_type="application/json")
