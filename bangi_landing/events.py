@@ -1,8 +1,19 @@
-"""Events: what the middleware reports, fixed at creation so every retry is the same event."""
+"""Events: what the middleware reports, fixed at creation so every retry is the same event.
+
+An event is checked once, before it enters the outbox (:func:`clean_event`):
+whatever a visitor sent, every destination can take it, so no event is
+refused, or retried for a day, for what it holds.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
+import logging
+import math
+import operator
+import re
 import secrets
 import time
 from collections.abc import Mapping
@@ -11,6 +22,19 @@ from typing import Any, Literal
 
 EventKind = Literal["click", "lead", "postback"]
 EVENT_KINDS: tuple[EventKind, ...] = ("click", "lead", "postback")
+
+logger = logging.getLogger("bangi_landing")
+
+# The bundled tracker's body limit (tracker/app.py's MAX_BODY): a payload over
+# it is refused 413, for good.
+MAX_PAYLOAD_BYTES = 64 * 1024
+# Containers nested deeper than this (the event's own parameters are level 1)
+# are dropped: no form makes them, and a tracker need not store them.
+MAX_DEPTH = 8
+# SQLite's, and most trackers', largest integer; a larger one is sent as its digits.
+MAX_INT = 2**63 - 1
+# Parameters the middleware sets itself: never dropped to fit the size limit.
+_OURS = frozenset({"campaignId", "landingPath", "status", "payout"})
 
 
 def journey_event_id(kind: EventKind, click_id: str, detail: str = "") -> str:
@@ -62,6 +86,12 @@ class Event:
         """The tracker request body: the extra parameters, then ours, which win."""
         return {**self.params, "clickId": self.click_id, "eventId": self.event_id}
 
+    def body(self) -> bytes:
+        """:meth:`payload` as a JSON request body, compact UTF-8: what the size limit measures."""
+        text = json.dumps(self.payload(), ensure_ascii=False, separators=(",", ":"))
+        # A row written before events were cleaned may hold a lone surrogate.
+        return text.encode("utf-8", "replace")
+
     def to_dict(self) -> dict[str, Any]:
         data = {
             "kind": self.kind,
@@ -84,3 +114,161 @@ class Event:
             created_at=data["createdAt"],
             journey=data.get("journey", {}),
         )
+
+
+def clean_event(event: Event, *, max_bytes: int = MAX_PAYLOAD_BYTES) -> Event:
+    """``event`` as every destination can take it: itself when it needs nothing (the usual case).
+
+    What a visitor's submit can hold and a tracker cannot store is fixed here,
+    once, and said in one INFO line that names the fields:
+
+    * text that is not valid Unicode (lone surrogates, which a JSON body may
+      escape): each surrogate is replaced with U+FFFD;
+    * numbers that are not finite (``NaN``, ``Infinity``) and integers beyond
+      64 bits: sent as text (``"NaN"``, the digits), which loses nothing;
+    * values that are not JSON (a ``Decimal`` in a status's extras): sent as
+      their ``str()``;
+    * containers nested deeper than ``MAX_DEPTH`` (8) levels: dropped;
+    * a body over ``max_bytes`` (the bundled tracker's 64 KiB): the largest
+      fields are dropped until it fits, never those the middleware sets
+      (``campaignId``, ``landingPath``, ``status``, ``payout``).
+
+    Never raises: an event whose parameters cannot even be walked (a mapping
+    of the application's own that fails) is logged and goes as it is.
+    """
+    try:
+        return _clean(event, max_bytes)
+    except Exception:
+        logger.exception("bangi-landing: could not check %s event %s", event.kind, event.event_id)
+        return event
+
+
+def _clean(event: Event, max_bytes: int) -> Event:
+    cleaner = _Cleaner()
+    params = cleaner.mapping(event.params, None, 1)
+    # 6 bytes at most per character of text, 32 per other value: most events
+    # are far below the limit without being encoded.
+    bound = cleaner.size_bound + 6 * (len(event.click_id) + len(event.event_id)) + 64
+    journey = cleaner.mapping(event.journey, "journey", 1)
+    if bound > max_bytes:
+        params = dict(params)
+        _fit(dataclasses.replace(event, params=params), params, max_bytes, cleaner)
+    if params is event.params and journey is event.journey:
+        return event
+    if cleaner.notes:
+        logger.info(
+            "bangi-landing: %s event %s cleaned before delivery: %s",
+            event.kind,
+            event.event_id,
+            "; ".join(f"{what}: {', '.join(names)}" for what, names in cleaner.notes.items()),
+        )
+    return dataclasses.replace(event, params=params, journey=journey)
+
+
+def _fit(event: Event, params: dict[str, Any], max_bytes: int, cleaner: _Cleaner) -> None:
+    """Drop ``params``' largest fields (not ours) until ``event``'s body is ``max_bytes`` at most.
+
+    ``params`` is ``event``'s own dict.
+    """
+    size = len(event.body())
+    if size <= max_bytes:
+        return
+    # Removing a field removes ``"name":value,``: as long as ``{"name":value}`` less one byte.
+    sizes = {name: len(_field_body(name, value)) - 1 for name, value in params.items()}
+    for name in sorted(sizes.keys() - _OURS, key=sizes.__getitem__, reverse=True):
+        del params[name]
+        cleaner.note(f"dropped to fit the {max_bytes // 1024} KiB limit", name)
+        size -= sizes[name]
+        if size <= max_bytes:
+            return
+
+
+def _field_body(name: str, value: Any) -> bytes:
+    return json.dumps({name: value}, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+_DROP: Any = object()  # what a cleaned value that must go is, until its container leaves it out
+
+
+class _Cleaner:
+    """One event's walk: cleaned copies of what needs it, what was done to which fields."""
+
+    def __init__(self) -> None:
+        self.notes: dict[str, list[str]] = {}  # what was done: the fields it was done to
+        self.size_bound = 0  # bytes that the text and values walked can take in JSON, at most
+
+    def note(self, what: str, field_name: str) -> None:
+        """Remember ``what`` was done to ``field_name`` (quoted, escaped, 40 characters at most)."""
+        names = self.notes.setdefault(what, [])
+        shown = repr(field_name[:40])
+        if shown not in names:
+            names.append(shown)
+
+    def mapping(self, value: Mapping[Any, Any], field_name: str | None, depth: int) -> Any:
+        """``value`` cleaned; the very object when nothing in it changed.
+
+        :param field_name: the top-level field ``value`` belongs to; None for
+            the event's parameters themselves, whose keys are the fields.
+        """
+        items: list[tuple[str, Any]] = []
+        changed = not isinstance(value, dict) and depth > 1  # json takes no other mapping
+        for key, item in value.items():
+            if isinstance(key, str):
+                name = self.string(key, field_name or key)
+            else:  # a status's extras may have any keys: JSON's are text
+                name = self.text(key, field_name or f"{type(key).__name__} key")
+            clean = self.value(item, field_name or name, depth)
+            changed |= name is not key or clean is not item
+            if name is not _DROP and clean is not _DROP:
+                items.append((name, clean))
+        return dict(items) if changed else value
+
+    def value(self, value: Any, field_name: str, depth: int) -> Any:
+        if isinstance(value, str):
+            return self.string(value, field_name)
+        self.size_bound += 32
+        if value is None or isinstance(value, bool):
+            return value
+        if isinstance(value, int):
+            if -MAX_INT - 1 <= value <= MAX_INT:
+                return value
+            self.note("integers beyond 64 bits sent as text", field_name)
+            return str(value)
+        if isinstance(value, float):
+            if math.isfinite(value):
+                return value
+            self.note("numbers that are not finite sent as text", field_name)
+            return "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
+        if isinstance(value, Mapping | list | tuple):
+            if depth >= MAX_DEPTH:
+                self.note(f"nested deeper than {MAX_DEPTH} levels, dropped", field_name)
+                return _DROP
+            if isinstance(value, Mapping):
+                return self.mapping(value, field_name, depth + 1)
+            items = [self.value(item, field_name, depth + 1) for item in value]
+            if all(map(operator.is_, items, value)):
+                return value
+            return [item for item in items if item is not _DROP]
+        return self.text(value, field_name)
+
+    def text(self, value: object, field_name: str) -> Any:
+        """A value that is not JSON, as its ``str()`` (dropped if even that fails)."""
+        try:
+            text = str(value)
+        except Exception:
+            self.note("values that are not JSON, dropped", field_name)
+            return _DROP
+        self.note("values that are not JSON sent as text", field_name)
+        return self.string(text, field_name)
+
+    def string(self, value: str, field_name: str) -> str:
+        self.size_bound += 6 * len(value) + 3
+        if value.isascii():
+            return value
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            self.note("lone surrogates replaced with U+FFFD", field_name)
+            return _SURROGATE.sub("\ufffd", value)
+        return value

@@ -205,12 +205,21 @@ class Outbox:
     # Delivering them
 
     def claim(
-        self, destination: str, lease: str, *, limit: int, until: float, journeys: bool = False
+        self,
+        destination: str,
+        lease: str,
+        *,
+        limit: int,
+        until: float,
+        journeys: bool = False,
+        fresh_first: bool = False,
     ) -> list[Claim]:
         """Up to ``limit`` due rows of ``destination``, oldest first, leased until ``until``.
 
         With ``journeys``, each event's ``journey`` also has what is remembered
-        of its journey (the event's own values win).
+        of its journey (the event's own values win). With ``fresh_first``, the
+        rows tried the fewest times come first, in random order: a failing
+        destination's probe is then a new event, not the one it refused last.
 
         A row waits while its journey's click, or an older row of its journey,
         is pending (being retried, or claimed by another sender): the tracker
@@ -220,12 +229,12 @@ class Outbox:
         now = self.clock()
         with self._transaction() as db:
             rows = db.execute(
-                "UPDATE outbox SET due_at = ?, lease = ? WHERE id IN ("
+                "UPDATE outbox SET due_at = ?, lease = ? WHERE id IN ("  # noqa: S608 (fixed orders)
                 " SELECT id FROM outbox AS o WHERE destination = ? AND state = 'pending'"
                 " AND due_at <= ? AND (kind = 'click' OR NOT EXISTS (SELECT 1 FROM outbox AS older"
                 "  WHERE older.destination = o.destination AND older.click_id = o.click_id"
                 "  AND older.state = 'pending' AND (older.id < o.id OR older.kind = 'click')))"
-                " ORDER BY due_at, id LIMIT ?)"
+                f" ORDER BY {'attempts, random()' if fresh_first else 'due_at, id'} LIMIT ?)"
                 " RETURNING id, event, attempts, expires_at",
                 (until, lease, destination, now, limit),
             ).fetchall()

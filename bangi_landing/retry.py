@@ -1,12 +1,14 @@
-"""When a failed delivery is tried again."""
+"""When a failed delivery is tried again, when an event is given up on, when a destination rests."""
 
 from __future__ import annotations
 
+import math
 import random
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["RetryPolicy"]
+__all__ = ["CircuitBreaker", "RetryPolicy"]
 
 
 @dataclass(frozen=True)
@@ -24,12 +26,28 @@ class RetryPolicy:
     :param max_age: an event still undelivered this long after it happened is
         dead: kept in the outbox, not sent (``bangi-landing outbox retry-dead``
         revives it).
+    :param pause_after: this many different events failing in a row, with no
+        delivery between, pause the destination as a whole (see
+        :class:`CircuitBreaker`); fewer are taken to be those events' own
+        failures, and each backs off alone.
+    :param refused_attempts: an event that failed this many times, at least
+        ``refused_for`` seconds after it happened, while the destination took
+        other events since its previous attempt, is dead: the tracker keeps
+        refusing it (a 5xx for what it holds) and it would hold its journey's
+        later events back until ``max_age``. With the default backoff, ten
+        attempts take four minutes at least; the hour lets a tracker fix a
+        passing fault first. A tracker that is down takes no other events, so
+        an outage kills nothing before ``max_age``.
+    :param refused_for: see ``refused_attempts``.
     """
 
     first: float = 1.0
     longest: float = 300.0  # 5 minutes
     retry_after_cap: float = 3600.0  # 1 hour
     max_age: float = 24 * 3600.0  # 24 hours
+    pause_after: int = 5
+    refused_attempts: int = 10
+    refused_for: float = 3600.0  # 1 hour
 
     def delay(
         self,
@@ -43,3 +61,74 @@ class RetryPolicy:
             return min(max(retry_after, 0.0), self.retry_after_cap)
         ceiling = min(self.longest, self.first * 2.0 ** min(max(failures, 1) - 1, 64))
         return ceiling / 2 + jitter() * ceiling / 2
+
+
+class CircuitBreaker:
+    """Whether a destination fails as a whole, or only some of its events do.
+
+    An event that a tracker keeps refusing (a 5xx for what it holds) must not
+    hold back the others: it backs off alone, by its outbox row's own
+    backoff. Only when ``policy.pause_after`` different events fail in a row,
+    with no delivery between, is the destination taken to be failing (or at
+    once, when it asked for a pause with ``Retry-After``): it is paused, and
+    then tried with one event, a different one each time (the sender picks
+    one never tried before, if any: not the next refused event). A delivery
+    closes the breaker; a failure pauses it again, longer each time, so a
+    tracker that is down gets one attempt per backoff period.
+
+    Per process and destination, shared by the process's delivery threads.
+    """
+
+    def __init__(self, policy: RetryPolicy) -> None:
+        self.policy = policy
+        self.paused_until = 0.0
+        self._lock = threading.Lock()
+        self._failed: set[str] = set()  # eventIds failed since the last delivery
+        self._pauses = 0  # in a row, since the last delivery
+        self._last_delivery = -math.inf
+
+    @property
+    def is_open(self) -> bool:
+        """Failing as a whole: after its pause, it is tried with one event at a time."""
+        return self._pauses > 0
+
+    def is_paused(self, now: float) -> bool:
+        return now < self.paused_until
+
+    def delivered(self, now: float) -> None:
+        """An event went through: the destination works."""
+        with self._lock:
+            self._failed.clear()
+            self._pauses = 0
+            self.paused_until = 0.0
+            self._last_delivery = max(self._last_delivery, now)
+
+    def failed(
+        self, event_id: str, now: float, retry_after: float | None = None
+    ) -> tuple[float, str] | None:
+        """Count a retryable failure of ``event_id``: the pause it starts and why, if it starts one.
+
+        A failure while the destination is paused already (another thread's
+        attempt, begun before the pause) changes nothing.
+        """
+        with self._lock:
+            if now < self.paused_until:
+                return None
+            self._failed.add(event_id)
+            if retry_after is not None:
+                why = "as its Retry-After asked"
+            elif self._pauses:
+                why = "it failed again after its pause"
+            elif len(self._failed) >= self.policy.pause_after:
+                why = f"{len(self._failed)} different events failed in a row"
+            else:
+                return None
+            self._failed.clear()
+            self._pauses += 1
+            pause = self.policy.delay(self._pauses, retry_after)
+            self.paused_until = now + pause
+            return pause, why
+
+    def delivered_since(self, when: float) -> bool:
+        """Whether an event went through at ``when`` or later."""
+        return self._last_delivery >= when

@@ -11,10 +11,16 @@ on an in-memory queue. Off the request path:
   middleware's own work);
 * the **delivery** threads (``concurrency``, each with its own kept-alive
   connections) claim their share of the due rows, send them, and record the
-  outcome: deleted after a 2xx, retried later with backoff, or dead. A
-  failing destination is paused as a whole and then probed by one thread, so
-  a tracker that is down costs one attempt per backoff period, not one per
-  event.
+  outcome: deleted after a 2xx, retried later with backoff, or dead. An
+  event that fails backs off alone; only failures that span events pause a
+  destination as a whole (``retry.CircuitBreaker``), which is then probed by
+  one thread with one event, a new one each time, so a tracker that is down
+  costs one attempt per backoff period, and one event it keeps refusing
+  holds back no other.
+
+Events are cleaned (``events.clean_event``) before they enter the outbox: in
+the writer thread for queued events, off the page's path; by the request
+thread for one written at once.
 
 A lead (``durable=True``) is written to the outbox by the request thread
 itself, before the response. A full queue does the same instead of dropping.
@@ -41,8 +47,9 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from .destinations import DeliveryError
+from .events import clean_event
 from .outbox import ORDER_DELAY
-from .retry import RetryPolicy
+from .retry import CircuitBreaker, RetryPolicy
 
 if TYPE_CHECKING:
     from .destinations import Destination
@@ -63,7 +70,8 @@ class Stats:
     ``queued``: accepted from the application; ``sent``: delivered (per
     destination); ``retried``: failed and scheduled again; ``failed``: refused
     for good by a destination (a 4xx); ``dead``: given up on after the maximum
-    age; ``dropped``: lost, which only the in-memory mode does.
+    age, or after being refused for too long (see ``RetryPolicy``);
+    ``dropped``: lost, which only the in-memory mode does.
     """
 
     NAMES = ("queued", "sent", "retried", "failed", "dead", "dropped")
@@ -85,7 +93,8 @@ class ThrottledLog:
     """Logs the first failure at once, then at most one line per ``interval`` with a count.
 
     A tracker that is down fails every event; one line per event would bury
-    everything else in the log.
+    everything else in the log. The sender keeps one per destination, so the
+    line that is logged names the destination the held-back failures were at.
     """
 
     def __init__(self, interval: float = 60.0, clock: Callable[[], float] = time.monotonic):
@@ -199,8 +208,9 @@ class BackgroundSender:
         self.lease = lease
         self.clock = clock
         self.report_interval = report_interval
-        self.failure_log = ThrottledLog(clock=clock)
+        self.failure_log = ThrottledLog(clock=clock)  # what is not one destination's
         self._keys = [destination.key for destination in self.destinations]
+        self._failure_logs = {key: ThrottledLog(clock=clock) for key in self._keys}
         self._routes = {destination.key: destination.kinds for destination in self.destinations}
         self._keep_journeys = any(destination.journey_params for destination in self.destinations)
         self._start_fresh()
@@ -228,8 +238,7 @@ class BackgroundSender:
         self._settled_pass = -1  # the last pass that found nothing due
         self._delivering = 0  # delivery threads busy with claimed rows
         self._delivered = 0  # batches finished (by any thread)
-        self._paused_until: dict[str, float] = {}
-        self._failures: dict[str, int] = {}  # consecutive, per destination
+        self._breakers = {key: CircuitBreaker(self.retry) for key in self._keys}
         self._probes = {key: threading.Lock() for key in self._keys}  # see deliver_due
         self._reported = self.stats.snapshot()
         self._next_report = self.clock() + self.report_interval
@@ -243,6 +252,8 @@ class BackgroundSender:
 
         With ``durable`` (and an outbox), the event is in the outbox when this
         returns. False when it was lost, which only the in-memory mode does.
+        Whatever the event holds, it is cleaned (``events.clean_event``) before
+        it is stored or sent: a queued one by the thread that takes it.
         """
         try:
             self.start()
@@ -254,7 +265,7 @@ class BackgroundSender:
                     self.failure_log.warning("bangi-landing: send queue full, dropped an event")
                     return False
                 # A full queue: the page waits for a write; nothing is lost.
-            accepted = self._write([event])
+            accepted = self._write([clean_event(event)])
             if accepted:
                 self.stats.add("queued")
             return accepted
@@ -353,10 +364,11 @@ class BackgroundSender:
                 self._pending.done(events)
 
     def _take(self) -> list[Event]:
+        """What waits in memory, cleaned: the events to write or send (``done`` takes them back)."""
         events = self._pending.take()
         if events:
             self.stats.add("queued", len(events))
-        return events
+        return [clean_event(event) for event in events]
 
     def _write(self, events: list[Event], *, retry_forever: bool = False) -> bool:
         """Put ``events`` in the outbox; from the writer thread, keep trying until it works."""
@@ -402,7 +414,7 @@ class BackgroundSender:
                 destination.deliver(event)
             except DeliveryError as error:
                 self.stats.add("failed")
-                self._log_failure(destination, event, error)
+                self._log_failure(destination, event, error, "not retried: no outbox")
             else:
                 self.stats.add("sent")
 
@@ -424,10 +436,11 @@ class BackgroundSender:
             delivered_before = self._delivered
         worked = False
         for destination in self.destinations:
-            if self._paused_until.get(destination.key, 0.0) > self.clock():
+            breaker = self._breakers[destination.key]
+            if breaker.is_paused(self.clock()):
                 continue
             # A failing destination is tried by one thread, one event at a time.
-            failing = self._failures.get(destination.key, 0) > 0
+            failing = breaker.is_open
             probe = self._probes[destination.key]
             if failing and not probe.acquire(blocking=False):
                 continue
@@ -435,7 +448,7 @@ class BackgroundSender:
                 self._delivering += 1  # before claiming: flush() must not settle meanwhile
             delivered = False
             try:
-                delivered = self._claim_and_deliver(destination, limit=1 if failing else None)
+                delivered = self._claim_and_deliver(destination, probe=failing)
             finally:
                 with self._settled:
                     self._delivering -= 1
@@ -448,8 +461,8 @@ class BackgroundSender:
         if worked:
             return
         now = self.clock()
-        paused = [t for t in self._paused_until.values() if t > now]
-        active = [key for key in self._keys if self._paused_until.get(key, 0.0) <= now]
+        paused = [b.paused_until for b in self._breakers.values() if b.is_paused(now)]
+        active = [key for key, breaker in self._breakers.items() if not breaker.is_paused(now)]
         next_due = self.outbox.next_due(active, after=now) if active else None  # type: ignore[union-attr]
         if next_due is None or next_due > now + ORDER_DELAY:
             # Nothing can be sent now, nor in a moment (a lead gives its click time),
@@ -466,16 +479,21 @@ class BackgroundSender:
                 lambda: self._wake_generation != generation, min(5.0, max(0.01, wake_at - now))
             )
 
-    def _claim_and_deliver(self, destination: Destination, *, limit: int | None) -> bool:
-        """Claim this thread's share of ``destination``'s due rows and deliver them."""
+    def _claim_and_deliver(self, destination: Destination, *, probe: bool) -> bool:
+        """Claim this thread's share of ``destination``'s due rows and deliver them.
+
+        With ``probe`` (the destination is failing), one row: one never tried
+        if there is one, so a probe is not the event refused last time.
+        """
         assert self.outbox is not None
         now = self.clock()
         claims = self.outbox.claim(
             destination.key,
             self._lease_token,
-            limit=limit or max(1, self.batch_size // self.concurrency),
+            limit=1 if probe else max(1, self.batch_size // self.concurrency),
             until=now + self.lease,
             journeys=bool(destination.journey_params),
+            fresh_first=probe,
         )
         if claims:
             self._deliver_claims(destination, claims)
@@ -483,14 +501,15 @@ class BackgroundSender:
 
     def _deliver_claims(self, destination: Destination, claims: list[Claim]) -> None:
         assert self.outbox is not None
+        breaker = self._breakers[destination.key]
         sent: list[int] = []
         retry: list[tuple[int, float, str | None]] = []
         dead: list[tuple[int, str]] = []
         release: list[int] = []
         lease_end = self.clock() + self.lease
         for index, claim in enumerate(claims):
-            if self._paused_until.get(destination.key, 0.0) > self.clock():
-                release = [c.id for c in claims[index:]]  # another thread saw it fail
+            if breaker.is_paused(self.clock()):  # failing as a whole: the rest waits
+                release = [c.id for c in claims[index:]]
                 break
             if self.clock() > lease_end - self.lease / 2:  # a slow destination: keep the rest
                 lease_end = self.clock() + self.lease
@@ -499,41 +518,87 @@ class BackgroundSender:
             try:
                 destination.deliver(claim.event)
             except DeliveryError as error:
-                now = self.clock()
-                self._log_failure(destination, claim.event, error)
-                if not error.retryable:
-                    dead.append((claim.id, str(error)))
-                    self.stats.add("failed")
-                    continue
-                failures = self._failures[destination.key] = (
-                    self._failures.get(destination.key, 0) + 1
+                self._failed(destination, breaker, claim, error, retry, dead)
+            except Exception:  # a bug, maybe on what this event holds: it backs off alone
+                logger.exception(
+                    "bangi-landing: unexpected error delivering %s event %s to %s",
+                    claim.event.kind,
+                    claim.event.event_id,
+                    destination.name,
                 )
-                if now >= claim.expires_at:
-                    dead.append((claim.id, f"expired after {claim.attempts + 1} attempts: {error}"))
-                    self.stats.add("dead")
-                else:
-                    delay = self.retry.delay(claim.attempts + 1, error.retry_after)
-                    retry.append((claim.id, now + delay, str(error)))
-                    self.stats.add("retried")
-                # The destination is failing: pause it, and leave the rest of the batch.
-                pause = self.retry.delay(failures, error.retry_after)
-                self._paused_until[destination.key] = now + pause
-                release = [c.id for c in claims[index + 1 :]]
-                break
+                bug = DeliveryError("unexpected error in the destination", retryable=True)
+                self._failed(destination, breaker, claim, bug, retry, dead)
             else:
                 sent.append(claim.id)
-                self._failures[destination.key] = 0
+                breaker.delivered(self.clock())
                 self.stats.add("sent")
         self.outbox.finish(self._lease_token, sent=sent, retry=retry, release=release, dead=dead)
 
-    def _log_failure(self, destination: Destination, event: Event, error: DeliveryError) -> None:
-        self.failure_log.warning(
-            "bangi-landing: %s %s event %s failed: %s%s",
+    def _failed(
+        self,
+        destination: Destination,
+        breaker: CircuitBreaker,
+        claim: Claim,
+        error: DeliveryError,
+        retry: list[tuple[int, float, str | None]],
+        dead: list[tuple[int, str]],
+    ) -> None:
+        """Record a failed attempt at ``claim``: its next one or its death, and the log line."""
+        now = self.clock()
+        if not error.retryable:
+            dead.append((claim.id, str(error)))
+            self.stats.add("failed")
+            self._log_failure(destination, claim.event, error, f"dead, not retried{_SEE_DEAD}")
+            return
+        pause = breaker.failed(claim.event.event_id, now, error.retry_after)
+        why_dead = self._why_dead(breaker, claim, now)
+        if why_dead:
+            dead.append((claim.id, f"{why_dead}: {error}"))
+            self.stats.add("dead")
+            verdict = f"dead: {why_dead}{_SEE_DEAD}"
+        else:
+            delay = self.retry.delay(claim.attempts + 1, error.retry_after)
+            retry.append((claim.id, now + delay, str(error)))
+            self.stats.add("retried")
+            verdict = f"will retry in {_duration(delay)}"
+        if pause is not None:
+            seconds, why = pause
+            verdict += f"; {destination.name} paused for {_duration(seconds)}: {why}"
+        self._log_failure(destination, claim.event, error, verdict)
+
+    def _why_dead(self, breaker: CircuitBreaker, claim: Claim, now: float) -> str | None:
+        """Why a retryable failure of ``claim`` is its last, if it is (see ``RetryPolicy``)."""
+        attempts = claim.attempts + 1
+        if now >= claim.expires_at:
+            return f"expired after {attempts} attempts"
+        if attempts < self.retry.refused_attempts:
+            return None
+        if now - claim.event.created_at < self.retry.refused_for:
+            return None
+        # Other events went through since this one's previous attempt, which
+        # was at least the shortest backoff before this one ago.
+        since_last = self.retry.delay(claim.attempts, jitter=lambda: 0.0)
+        if not breaker.delivered_since(now - since_last):
+            return None  # the destination may be failing as a whole: not this event's fault
+        return (
+            f"refused {attempts} times over {_duration(now - claim.event.created_at)}"
+            " while other events went through"
+        )
+
+    def _log_failure(
+        self, destination: Destination, event: Event, error: DeliveryError, verdict: str
+    ) -> None:
+        """One line: what failed, where (no query, no secret), why, and what happens next."""
+        # Without a URL (refused before any request), the key: kind and address, no secrets.
+        where = error.url or destination.key.removeprefix(f"{destination.name} ")
+        self._failure_logs[destination.key].warning(
+            "bangi-landing: %s %s event %s to %s failed: %s; %s",
             destination.name,
             event.kind,
             event.event_id,
+            where,
             error,
-            " (will retry)" if error.retryable and self.outbox is not None else "",
+            verdict,
         )
 
     def _forget_if_due(self) -> None:
@@ -565,6 +630,18 @@ class BackgroundSender:
                 delta["dropped"],
                 self.depth(),
             )
+
+
+_SEE_DEAD = " (see: bangi-landing outbox status)"
+
+
+def _duration(seconds: float) -> str:
+    """``seconds`` for a log line: "1 s", "45 s", "5 min", "2 h"."""
+    if seconds < 120:
+        return f"{max(1, round(seconds))} s"
+    if seconds < 2 * 3600:
+        return f"{round(seconds / 60)} min"
+    return f"{round(seconds / 3600)} h"
 
 
 def _warn_if_uwsgi_without_threads() -> None:

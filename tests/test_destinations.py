@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from bangi_landing.destinations import AlterCPAPro, DeliveryError, PostbackTemplates
+from bangi_landing.destinations.base import public_url
 from bangi_landing.events import Event, journey_event_id
 
 from .utils import Sink, live_server
@@ -157,3 +158,23 @@ def test_a_templates_key_names_the_host_but_not_its_secrets() -> None:
     assert templates.key.startswith("postback n.example ")
     assert "SECRET" not in templates.key and "pw" not in templates.key
     assert "SECRET" not in repr(templates)
+
+
+# Where a failed request went, for the log: never a query or credentials
+
+
+def test_public_url_keeps_scheme_host_port_and_path_only() -> None:
+    assert public_url("https://u:pw@n.example/pb/lead?key=SECRET&c=1#x") == (
+        "https://n.example:443/pb/lead"
+    )
+    assert public_url("http://[::1]:8080") == "http://[::1]:8080/"
+
+
+def test_a_failed_postback_names_its_url_without_the_query(sink: tuple[Sink, str]) -> None:
+    server, url = sink
+    server.status = 503
+    templates = PostbackTemplates({"lead": url + "/pb/{clickId}?key=SECRET&cid={clickId}"})
+    with pytest.raises(DeliveryError) as caught:
+        templates.deliver(lead())
+    assert caught.value.url == f"{url}/pb/{CLICK}"
+    assert "SECRET" not in str(caught.value)

@@ -1,33 +1,46 @@
 """The background sender: retries by the book, off the request path, fork-safe, never raising.
 
+And what may fail, and what it may hold back: events a tracker could not
+store, events it keeps refusing, destinations that are down, and the log
+lines that say so.
+
 Time is a fake clock the tests move; the destinations are real HTTP servers
 on loopback (the bundled tracker, or a sink told how to answer).
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import os
+import re
+import socket
 import sys
 import time
 import types
 import uuid
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bangi_landing.destinations import BangiTracker, DeliveryError
-from bangi_landing.events import Event
+from bangi_landing.destinations import AlterCPAPro, BangiTracker, DeliveryError
+from bangi_landing.events import MAX_DEPTH, MAX_PAYLOAD_BYTES, Event, clean_event
 from bangi_landing.outbox import ORDER_DELAY, Outbox
 from bangi_landing.retry import RetryPolicy
 from bangi_landing.sender import BackgroundSender, ThrottledLog
+from bangi_landing.tracker.app import MAX_BODY
 
-from .conftest import Tracker
+from .conftest import Landing, Tracker
 from .forked import exit_code
 from .test_outbox import Clock
 from .utils import Sink, live_server, silent_tracker
+
+TOKEN = "pro-site-token-5f3a9c"
+CLICK_ID = "8f1b5c6e-7a3d-4d20-a7f1-12a2b8f7a9c1"
 
 
 def click(campaign_id: int = 1) -> Event:
@@ -67,6 +80,26 @@ def sender_for(url: str, outbox: Outbox | None, clock: Clock, **options: Any) ->
 
 def rows(outbox: Outbox) -> list[tuple[Any, ...]]:
     return outbox._all("SELECT attempts, due_at, state, last_error FROM outbox ORDER BY id")
+
+
+def warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def run(sender: BackgroundSender, clock: Clock, seconds: float) -> None:
+    """Let ``seconds`` pass on the fake clock and deliver whatever is due then.
+
+    flush() also waits for a row due within ``ORDER_DELAY`` (a lead giving its
+    click time), which a retry may be, by chance: the fake clock lets that
+    moment pass too.
+    """
+    clock.now += seconds
+    for _ in range(3):
+        sender.wake()
+        if sender.flush(2):
+            return
+        clock.now += ORDER_DELAY
+    raise AssertionError("the sender never settled")
 
 
 # Through the outbox
@@ -187,11 +220,11 @@ def test_server_error_is_retried_with_backoff_and_the_same_event_id(
     assert (attempts, state, error) == (1, "pending", "HTTP 500: as told")
     assert clock.now + 0.5 <= due_at <= clock.now + 1.0  # first retry: 0.5-1 s, jittered
     server.status = 201
-    clock.now += 0.4
+    clock.now += 0.2  # not due for 0.3 s at least: flush waits only for what is due in 0.25 s
     sender.wake()
     assert sender.flush(10)
     assert len(server.received) == 1  # not due yet
-    clock.now += 0.7
+    clock.now += 0.9
     sender.wake()
     assert sender.flush(10)
     assert server.event_ids() == [event.event_id, event.event_id]
@@ -222,7 +255,8 @@ def test_permanent_failures_are_dead_at_once(
     sender.submit(click())
     assert sender.flush(10)
     [(attempts, _, state, error)] = rows(outbox)
-    assert (attempts, state, error) == (1, "dead", f"HTTP {status}: as told")
+    assert (attempts, state) == (1, "dead")
+    assert error.startswith(f"HTTP {status}: as told")
     clock.now += 3600
     sender.wake()
     assert sender.flush(10)
@@ -290,8 +324,9 @@ def test_a_failing_destination_is_paused_not_hammered(
     for _ in range(200):
         sender.submit(click())
     assert sender.flush(10)
-    # One attempt per delivery thread at most (they start together); the rest wait.
-    assert 1 <= len(server.received) <= sender.concurrency
+    # Five different events failing in a row pause it; the other delivery
+    # threads may each have one more on the way. The rest wait.
+    assert 5 <= len(server.received) <= 5 + sender.concurrency - 1
     assert outbox.depth() == 200
     for _ in range(3):  # paused, then probed by one thread with one event at a time
         attempts = len(server.received)
@@ -404,6 +439,318 @@ def test_uwsgi_without_threads_gets_a_clear_warning(
     with caplog.at_level(logging.WARNING, logger="bangi_landing"):
         sender_for("http://127.0.0.1:9", None, clock)
     assert "--enable-threads" in caplog.text
+
+
+# What fails, and what it may hold back
+
+# Events are cleaned where they are made: whatever a visitor sends, the tracker takes
+
+
+def nested(levels: int, inner: Any) -> Any:
+    """A field's value with ``inner`` ``levels`` deep (the event's parameters are level 1)."""
+    for _ in range(levels - 2):
+        inner = {"in": inner}
+    return inner
+
+
+def test_what_a_tracker_cannot_store_is_fixed_in_one_logged_pass(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    event = Event(
+        "lead",
+        CLICK_ID,
+        {
+            "utm_content": "a\udfffb",
+            "score": math.nan,
+            "limit": -math.inf,
+            "order": 2**70,
+            "price": Decimal("12.50"),
+            "kept": nested(MAX_DEPTH, {"leaf": 1}),
+            "deep": nested(MAX_DEPTH + 1, {"leaf": 1}),
+            "offer": "7",
+        },
+        journey={"source": "\ud800"},
+    )
+    with caplog.at_level(logging.INFO, logger="bangi_landing"):
+        cleaned = clean_event(event)
+    assert cleaned.params == {
+        "utm_content": "a\ufffdb",
+        "score": "NaN",
+        "limit": "-Infinity",
+        "order": str(2**70),
+        "price": "12.50",
+        "kept": nested(MAX_DEPTH, {"leaf": 1}),
+        "deep": nested(MAX_DEPTH, {}),
+        "offer": "7",
+    }
+    assert cleaned.journey == {"source": "\ufffd"}
+    assert (cleaned.event_id, cleaned.click_id, cleaned.created_at) == (
+        event.event_id,
+        event.click_id,
+        event.created_at,
+    )
+    json.loads(cleaned.body().decode("utf-8"))  # strict: encodable, and JSON
+    [line] = [r.getMessage() for r in caplog.records]
+    assert line.startswith(f"bangi-landing: lead event {event.event_id} cleaned before delivery")
+    for field in ("utm_content", "score", "limit", "order", "price", "deep", "journey"):
+        assert repr(field) in line
+    assert "'kept'" not in line and "'offer'" not in line
+
+
+def test_an_event_that_needs_nothing_is_itself_and_logs_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    event = Event("lead", CLICK_ID, {"offer": "7", "sum": 1.5, "tags": ["a", "é"], "n": None})
+    with caplog.at_level(logging.INFO, logger="bangi_landing"):
+        assert clean_event(event) is event
+    assert caplog.records == []
+
+
+def test_a_body_over_the_limit_loses_its_largest_fields_never_ours() -> None:
+    assert MAX_PAYLOAD_BYTES == MAX_BODY  # the bundled tracker's limit is the one fitted to
+    params = {"status": "accept", "payout": 10, "big": "x" * 40_000, "bigger": "é" * 30_000}
+    event = Event("postback", CLICK_ID, {**params, "small": "s"})
+    assert len(event.body()) > MAX_PAYLOAD_BYTES
+    cleaned = clean_event(event, max_bytes=MAX_PAYLOAD_BYTES)
+    assert cleaned.params == {"status": "accept", "payout": 10, "big": "x" * 40_000, "small": "s"}
+    assert len(cleaned.body()) <= MAX_PAYLOAD_BYTES
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "stored"),
+    [
+        ('{"offer": "7", "utm_content": "\\udfff"}', "utm_content", "\ufffd"),
+        ('{"offer": "7", "score": NaN}', "score", "NaN"),
+        ('{"offer": "7", "score": Infinity}', "score", "Infinity"),
+        # A submit within the landing's 64 KiB is a lead over the tracker's.
+        (json.dumps({"offer": "7", "utm_term": "t" * (64 * 1024 - 30)}), "utm_term", None),
+    ],
+    ids=["lone surrogate", "NaN", "Infinity", "64 KiB"],
+)
+def test_a_submit_the_tracker_could_not_store_becomes_a_lead_it_takes(
+    landing: Landing, caplog: pytest.LogCaptureFixture, body: str, field: str, stored: str | None
+) -> None:
+    assert len(body) <= 64 * 1024
+    landing.get("/")
+    with caplog.at_level(logging.INFO, logger="bangi_landing"):
+        response = landing.post(data=body, headers={"Content-Type": "application/json"})
+        assert response.status_code == 200
+        [lead] = landing.events(type="lead")
+    assert lead["params"]["offer"] == "7"
+    assert lead["params"].get(field) == stored
+    [line] = [r.getMessage() for r in caplog.records if "cleaned" in r.getMessage()]
+    assert repr(field) in line
+    assert warnings(caplog) == []  # no delivery failed
+
+
+# One event's failure is its own; failures that span events are the destination's
+
+
+def test_an_event_that_keeps_failing_backs_off_alone(
+    sink: tuple[Sink, str], outbox: Outbox, clock: Clock
+) -> None:
+    server, url = sink
+    poison = click()
+    server.statuses = {poison.event_id: 500}
+    sender = sender_for(url, outbox, clock)
+    sender.submit(poison)
+    assert sender.flush(10)
+    others = [click() for _ in range(10)]
+    for event in others:
+        sender.submit(event)
+    assert sender.flush(10)  # no time passes: the destination was never paused
+    assert set(server.event_ids()) == {poison.event_id} | {e.event_id for e in others}
+    [(attempts, due_at, state, _)] = rows(outbox)
+    assert (attempts, state) == (1, "pending")
+    run(sender, clock, due_at - clock.now)
+    assert rows(outbox)[0][0] == 2  # retried on its own backoff
+
+
+def test_events_a_tracker_keeps_refusing_do_not_hold_back_a_new_click(
+    sink: tuple[Sink, str], outbox: Outbox, clock: Clock
+) -> None:
+    # Issue 15.1: after 8 such events a new click took 213 s; after 14, 1,477 s.
+    server, url = sink
+    sender = sender_for(url, outbox, clock)
+    for _ in range(8):
+        poison = click()
+        server.statuses[poison.event_id] = 500
+        sender.submit(poison)
+        run(sender, clock, 5)
+    fresh = click()
+    sender.submit(fresh)
+    started = clock.now
+    while fresh.event_id not in server.event_ids() and clock.now - started < 30:
+        run(sender, clock, 1)
+    assert fresh.event_id in server.event_ids()
+    assert clock.now - started <= 30
+    assert outbox.depth() == 8  # the refused ones wait, each on its own backoff
+
+
+def test_failures_that_span_events_pause_the_destination_until_one_goes_through(
+    sink: tuple[Sink, str], outbox: Outbox, clock: Clock
+) -> None:
+    server, url = sink
+    server.status = 503
+    sender = sender_for(url, outbox, clock, concurrency=1)
+    events = [click() for _ in range(20)]
+    for event in events:
+        sender.submit(event)
+    assert sender.flush(10)
+    pause_after = RetryPolicy().pause_after
+    assert len(server.received) == pause_after  # then paused: the rest waits
+    for probes in (1, 2, 3):  # after each pause one event, never one tried before
+        run(sender, clock, 600)
+        tried = server.event_ids()
+        assert len(tried) == pause_after + probes
+        assert len(set(tried)) == len(tried)
+    server.status = 201
+    run(sender, clock, 600)  # the probe goes through: the breaker closes, all go
+    assert outbox.depth() == 0
+    assert set(server.event_ids()) == {e.event_id for e in events}
+    server.status = 503
+    sender.submit(click())
+    assert sender.flush(10)
+    assert rows(outbox)[0][0] == 1  # closed: a new failure is tried at once, counted anew
+
+
+def test_an_event_refused_for_an_hour_while_others_go_through_is_dead(
+    sink: tuple[Sink, str], outbox: Outbox, clock: Clock
+) -> None:
+    server, url = sink
+    journey = str(uuid.uuid4())
+    poison = Event("click", journey, {"campaignId": 1}, created_at=clock.now)
+    lead = Event("lead", journey, {"offer": "1"}, created_at=clock.now)
+    server.statuses = {poison.event_id: 500}
+    sender = sender_for(url, outbox, clock, concurrency=1)
+    sender.submit(poison)
+    sender.submit(lead, durable=True)
+    started = clock.now
+    while outbox.dead_count() == 0 and clock.now - started < 6 * 3600:
+        sender.submit(click())  # other events keep going through
+        run(sender, clock, 60)
+    [(attempts, _, state, error)] = outbox._all(
+        "SELECT attempts, due_at, state, last_error FROM outbox WHERE event_id = ?",
+        (poison.event_id,),
+    )
+    policy = RetryPolicy()
+    assert state == "dead"
+    assert attempts >= policy.refused_attempts
+    assert policy.refused_for <= clock.now - started <= policy.refused_for + 2 * policy.longest
+    assert re.fullmatch(
+        r"refused \d+ times over \d+ min while other events went through: .*",
+        error,
+    )
+    assert error.endswith("HTTP 500: as told")
+    run(sender, clock, 1)
+    assert lead.event_id in server.event_ids()  # its journey goes on
+    assert outbox.depth() == 0
+
+
+def test_an_outage_kills_no_event_before_its_maximum_age(
+    sink: tuple[Sink, str], outbox: Outbox, clock: Clock
+) -> None:
+    server, url = sink
+    server.status = 503
+    sender = sender_for(url, outbox, clock)
+    event = Event("click", str(uuid.uuid4()), {"campaignId": 1}, created_at=clock.now)
+    sender.submit(event)
+    for _ in range(24):  # two hours down
+        run(sender, clock, 300)
+    [(attempts, _, state, _)] = rows(outbox)
+    assert (state, attempts >= RetryPolicy().refused_attempts) == ("pending", True)
+    server.status = 201
+    run(sender, clock, 300)
+    assert outbox.depth() == 0
+
+
+# Failure lines say where (never a secret) and what happens next
+
+
+def closed_port() -> str:
+    """The URL of a loopback port nothing listens on: a connection is refused."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def test_a_refused_connection_names_the_url_and_when_it_is_retried(
+    outbox: Outbox, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = closed_port()
+    sender = sender_for(url, outbox, clock)
+    event = click()
+    with caplog.at_level(logging.WARNING, logger="bangi_landing"):
+        sender.submit(event)
+        assert sender.flush(10)
+    [line] = warnings(caplog)
+    assert f"bangi click event {event.event_id} to {url}/api/v2/track/click failed" in line
+    assert "connection failed: ConnectionRefusedError" in line
+    assert re.search(r"; will retry in 1 s$", line), line
+
+
+def test_a_404_names_the_url_called_says_the_event_is_dead_and_hints_the_base_url(
+    sink: tuple[Sink, str], outbox: Outbox, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    server, url = sink
+    server.status = 404
+    sender = sender_for(url + "/api/v2/", outbox, clock)  # a common mistake
+    with caplog.at_level(logging.WARNING, logger="bangi_landing"):
+        sender.submit(click())
+        assert sender.flush(10)
+    [line] = warnings(caplog)
+    assert f"to {url}/api/v2/api/v2/track/click failed: HTTP 404" in line
+    assert "tracker_url must be the tracker's base URL" in line and "without /api/v2" in line
+    assert line.endswith("dead, not retried (see: bangi-landing outbox status)")
+    assert "without /api/v2" in rows(outbox)[0][3]  # and the outbox status shows it too
+
+
+@pytest.mark.parametrize("answer", ["refused", 404])
+def test_pro_failure_lines_name_the_url_but_never_the_token(
+    sink: tuple[Sink, str],
+    outbox: Outbox,
+    clock: Clock,
+    caplog: pytest.LogCaptureFixture,
+    answer: str | int,
+) -> None:
+    server, url = sink
+    if answer == "refused":
+        url = closed_port()
+    else:
+        server.status = int(answer)
+    sender = BackgroundSender([AlterCPAPro(url, TOKEN)], outbox=outbox, clock=clock)
+    with caplog.at_level(logging.WARNING, logger="bangi_landing"):
+        sender.submit(Event("lead", CLICK_ID, {}, journey={"click": "PRO1"}), durable=True)
+        run(sender, clock, 1)  # a lead waits a moment for its click
+    [line] = warnings(caplog)
+    assert f"to {url}/api/site/click.json failed" in line
+    assert ("will retry in" if answer == "refused" else "dead") in line
+    assert TOKEN not in caplog.text and "token=" not in caplog.text
+
+
+def test_each_destination_has_its_own_throttled_line_which_names_it(
+    outbox: Outbox, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    tracker_url, pro_url = closed_port(), closed_port()
+    destinations = [BangiTracker(tracker_url), AlterCPAPro(pro_url, TOKEN)]
+    sender = BackgroundSender(destinations, outbox=outbox, clock=clock, concurrency=1)
+    with caplog.at_level(logging.WARNING, logger="bangi_landing"):
+        for _ in range(3):
+            lead = Event("lead", str(uuid.uuid4()), {}, journey={"click": "PRO1"})
+            sender.submit(lead, durable=True)
+        run(sender, clock, 1)  # a lead waits a moment for its click
+        first = warnings(caplog)
+        caplog.clear()
+        run(sender, clock, 61)  # every event due again, and the minute over
+        later = warnings(caplog)
+    # One line per destination at once, however many failed; then one a minute.
+    assert [f"{tracker_url}/api/v2/track/lead" in line for line in first] == [True, False]
+    assert [f"{pro_url}/api/site/click.json" in line for line in first] == [False, True]
+    assert len(later) == 2
+    for where in (f"{tracker_url}/api/v2/track/lead", f"{pro_url}/api/site/click.json"):
+        [line] = [line for line in later if where in line]
+        assert line.endswith("(2 more failures in the last 60 s)"), line
 
 
 # In memory only

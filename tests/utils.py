@@ -45,6 +45,7 @@ class Sink:
 
     def __init__(self) -> None:
         self.status = 201
+        self.statuses: dict[str, int] = {}  # eventIds answered with a status of their own
         self.headers: list[tuple[str, str]] = []
         self.body: bytes | None = None  # None: "{}", or a JSON error from 400 on
         self.delay = 0.0
@@ -60,7 +61,8 @@ class Sink:
         with self._changed:
             self.received.append(record)
             self._changed.notify_all()
-            status, headers, delay, answer = self.status, list(self.headers), self.delay, self.body
+            status = self.statuses.get(str(record.get("eventId")), self.status)
+            headers, delay, answer = list(self.headers), self.delay, self.body
             self.in_flight += 1
             self.most_in_flight = max(self.most_in_flight, self.in_flight)
         time.sleep(delay)

@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 from ..events import Event, EventKind
 from ..statuses import PRO_STATUSES, as_any_status
-from .base import DEFAULT_TIMEOUT, DeliveryError, HttpDestination
+from .base import DEFAULT_TIMEOUT, DeliveryError, HttpDestination, public_url
 
 logger = logging.getLogger("bangi_landing")
 
@@ -93,15 +93,17 @@ class AlterCPAPro(HttpDestination):
             answer = self.request("GET", url).json()
         except DeliveryError as error:
             if error.status == 403:
-                raise DeliveryError(f"Forbidden: {_FIX_SITE_KEY}", retryable=False) from None
-            raise DeliveryError(self._redact(str(error)), retryable=error.retryable) from None
+                raise error.reworded(f"Forbidden: {_FIX_SITE_KEY}", retryable=False) from None
+            raise error.reworded(self._redact(str(error))) from None
         except ValueError:
-            raise DeliveryError("AlterCPA Pro answered with no JSON body", retryable=True) from None
+            message = "AlterCPA Pro answered with no JSON body"
+            raise DeliveryError(message, retryable=True, url=public_url(url)) from None
         if isinstance(answer, dict) and answer.get("status") == "ok":
             return
         said = answer.get("error") if isinstance(answer, dict) else None
         reason = f"{self._redact(str(said))[:200]}: " if said else ""
-        raise DeliveryError(f"refused: {reason}{_FIX_SITE_KEY}", retryable=False)
+        message = f"refused: {reason}{_FIX_SITE_KEY}"
+        raise DeliveryError(message, retryable=False, url=public_url(url))  # no query: no token
 
     def _redact(self, text: str) -> str:
         for secret in self._secrets:

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-import json
 from urllib.parse import urljoin
 
 from ..events import Event
-from .base import DEFAULT_TIMEOUT, HttpDestination
+from .base import DEFAULT_TIMEOUT, DeliveryError, HttpDestination
 
 _PATHS = {
     "click": "api/v2/track/click",
     "lead": "api/v2/track/lead",
     "postback": "api/v2/track/postback",
 }
+
+
+_NOT_THE_API = (
+    "no tracker API at this URL: tracker_url must be the tracker's base URL"
+    " (such as https://dashboard.example.com, without /api/v2)"
+)
 
 
 class BangiTracker(HttpDestination):
@@ -30,5 +35,11 @@ class BangiTracker(HttpDestination):
         self._urls = {kind: urljoin(self.url, path) for kind, path in _PATHS.items()}
 
     def deliver(self, event: Event) -> None:
-        body = json.dumps(event.payload(), separators=(",", ":")).encode()
-        self.request("POST", self._urls[event.kind], body=body, content_type="application/json")
+        url = self._urls[event.kind]
+        try:
+            self.request("POST", url, body=event.body(), content_type="application/json")
+        except DeliveryError as error:
+            if error.status != 404:
+                raise
+            # The tracker's API answers no 404 of its own: nothing lives at this URL.
+            raise error.reworded(f"{error}: {_NOT_THE_API}") from None

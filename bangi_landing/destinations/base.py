@@ -35,7 +35,9 @@ class DeliveryError(Exception):
 
     ``retryable`` says whether the same request may succeed later;
     ``retry_after`` is the server's own wish (seconds), when it gave one;
-    ``status`` the HTTP status, when there was an answer.
+    ``status`` the HTTP status, when there was an answer; ``url`` where the
+    request went, for logs: scheme, host, port and path, never a query or
+    credentials (see :func:`public_url`).
     """
 
     def __init__(
@@ -45,11 +47,23 @@ class DeliveryError(Exception):
         retryable: bool,
         retry_after: float | None = None,
         status: int | None = None,
+        url: str | None = None,
     ):
         super().__init__(message)
         self.retryable = retryable
         self.retry_after = retry_after
         self.status = status
+        self.url = url
+
+    def reworded(self, message: str, **changes: Any) -> DeliveryError:
+        """This error with another message (and any other field changed)."""
+        fields = {
+            "retryable": self.retryable,
+            "retry_after": self.retry_after,
+            "status": self.status,
+            "url": self.url,
+        }
+        return DeliveryError(message, **{**fields, **changes})
 
 
 @dataclass(frozen=True)
@@ -80,7 +94,16 @@ class HttpDestination:
     def request(
         self, method: str, url: str, *, body: bytes | None = None, content_type: str | None = None
     ) -> HttpResponse:
-        """Send one request; return a 2xx response or raise DeliveryError."""
+        """Send one request; return a 2xx response or raise DeliveryError (naming ``url``)."""
+        try:
+            return self._request(method, url, body, content_type)
+        except DeliveryError as error:
+            error.url = public_url(url)
+            raise
+
+    def _request(
+        self, method: str, url: str, body: bytes | None, content_type: str | None
+    ) -> HttpResponse:
         scheme, host, port, target = _split(url)
         headers = {"User-Agent": _USER_AGENT}
         if content_type:
@@ -146,6 +169,24 @@ class HttpDestination:
         connection.sock.settimeout(read_timeout)
         local.connections[key] = connection
         return connection, False
+
+
+def public_url(url: str) -> str:
+    """``url`` fit for a log line: scheme, host, port and path; no credentials, query or fragment.
+
+    The port is always shown (``https://example.com:443/path``): a wrong one is
+    a common mistake. A query may hold a token (AlterCPA Pro's site token, a
+    network's key in a postback template), so it is left out whole.
+    """
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    except ValueError:  # a port that is not a number: say nothing of it
+        port = None
+    return f"{parts.scheme}://{host}{f':{port}' if port else ''}{parts.path or '/'}"
 
 
 @lru_cache(maxsize=256)
