@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from typing import Any
 from urllib.parse import quote
@@ -307,3 +308,39 @@ def test_pages_are_not_cached(tracker: Tracker) -> None:
         response = get(tracker, path)
 
         assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_pages_show_rows_they_could_not_read_back(tracker: Tracker) -> None:
+    """Rows an older version (or another program) stored: too deep, not JSON, not UTF-8."""
+    journey = str(uuid.uuid4())
+    deep = "[" * 975 + "]" * 975
+    rows = [
+        f'{{"d":{deep}}}'.encode(),
+        b'{"cut": "sho',
+        b'{"name": "Jo\xe3o \xff<script>"}',  # Latin-1, not UTF-8
+    ]
+    with sqlite3.connect(tracker.store.path) as db:
+        for params in rows:
+            db.execute(
+                "INSERT INTO events (type, click_id, params, received_at)"
+                " VALUES ('lead', ?, CAST(? AS TEXT), '2026-01-01T00:00:00.000000Z')",
+                (journey, params),
+            )
+        db.execute(
+            "INSERT INTO network_orders (click_id, params, received_at)"
+            " VALUES (?, ?, '2026-01-01T00:00:00.000000Z')",
+            (journey, f'{{"sub1":"{journey}","d":{deep}}}'),
+        )
+    db.close()
+
+    api = tracker.http.get(f"{tracker.url}/api/v2/events", timeout=5)
+    assert api.status_code == 200
+    shown = [event["params"] for event in api.json()["events"]]
+    assert shown == [f'{{"d":{deep}}}', '{"cut": "sho', {"name": "Jo\ufffdo \ufffd<script>"}]
+    for path in ("/", f"/journeys/{journey}", "/network"):
+        response = get(tracker, path)
+        assert response.status_code == 200, path
+        assert "<script>" not in response.text
+    journey_page = get(tracker, f"/journeys/{journey}").text
+    assert "[[[[" in journey_page
+    assert "&lt;script&gt;" in journey_page

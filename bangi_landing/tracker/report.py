@@ -148,8 +148,13 @@ class EventRow:
     params: list[tuple[str, str]] = field(default_factory=list)
 
 
+def _shown_params(params: Any) -> dict[str, Any]:
+    """Params as name -> value; stored params that are not an object show as one ``params``."""
+    return params if isinstance(params, dict) else {"params": params}
+
+
 def _event_row(event: Mapping[str, Any], names: Mapping[int, str | None]) -> EventRow:
-    params: Mapping[str, Any] = event["params"] if isinstance(event["params"], dict) else {}
+    params = _shown_params(event["params"])
     status, status_class = event["status"], _status_class(event["status"])
     if event["type"] == "altercpa":
         params = altercpa.shown(params)
