@@ -6,7 +6,8 @@ import logging
 import re
 import signal
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -59,23 +60,32 @@ def serve(sites: Sequence[Site], *, echo: Callable[[str], object] = print) -> No
     """
     logging.getLogger("werkzeug").addFilter(RedactSecrets())
     threads = [threading.Thread(target=site.server.serve_forever, daemon=True) for site in sites]
-    try:
-        for thread in threads:
-            thread.start()
-        for site in sites:
-            echo(f"{site.name}: {site.url}/")
-        _wait_for_stop_signal()
-        echo("Shutting down.")
-        for site in sites:
-            site.server.shutdown()
-        for thread in threads:
-            thread.join()
-    finally:
-        for site in sites:
-            site.server.server_close()
+    with _stop_signal() as stop:
+        try:
+            for thread in threads:
+                thread.start()
+            for site in sites:
+                echo(f"{site.name}: {site.url}/")
+            # A timed wait keeps the main thread responsive to signals on every platform.
+            while not stop.wait(0.5):
+                pass
+            echo("Shutting down.")
+            for site in sites:
+                site.server.shutdown()
+            for thread in threads:
+                thread.join()
+        finally:
+            for site in sites:
+                site.server.server_close()
 
 
-def _wait_for_stop_signal() -> None:
+@contextmanager
+def _stop_signal() -> Iterator[threading.Event]:
+    """An event SIGINT and SIGTERM set, handled from before the URLs are printed.
+
+    Whoever stops the process as soon as it has read them gets a clean shutdown,
+    not the default handler's abrupt exit.
+    """
     stop = threading.Event()
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
@@ -83,9 +93,7 @@ def _wait_for_stop_signal() -> None:
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        # A timed wait keeps the main thread responsive to signals on every platform.
-        while not stop.wait(0.5):
-            pass
+        yield stop
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -179,3 +179,31 @@ def test_the_networks_postbacks_go_to_the_tracker_itself_whatever_the_host_heade
     assert [(event["clickId"], event["params"]["status"]) for event in events] == [
         (click_id, "approved")
     ]
+
+
+def test_stopped_as_soon_as_it_prints_its_url_the_tracker_still_stops_cleanly(
+    tmp_path: Path,
+) -> None:
+    """SIGTERM is handled from before the URL is printed (eight at once widen the window)."""
+    processes = [
+        subprocess.Popen(
+            tracker_command(tmp_path / f"{n}.sqlite3", "--port", "0"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        for n in range(8)
+    ]
+    try:
+        for process in processes:
+            assert process.stdout is not None
+            assert process.stdout.readline().startswith("Tracker: ")
+            process.send_signal(signal.SIGTERM)
+        assert [process.wait(timeout=20) for process in processes] == [0] * 8
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+            process.wait(timeout=10)
+            assert process.stdout is not None
+            process.stdout.close()
