@@ -222,7 +222,8 @@ def send_postback(raw_id: str) -> BaseResponse:
 @dataclass(frozen=True)
 class OrderRow:
     id: int
-    received: str
+    received_date: str
+    received_time: str
     click_id: str
     journey_url: str | None
     name: str
@@ -252,7 +253,8 @@ def _order_row(order: dict[str, Any], journeys: bool) -> OrderRow:
     params = _fields(order)
     return OrderRow(
         id=order["id"],
-        received=_time(order["receivedAt"]),
+        received_date=order["receivedAt"][:10],
+        received_time=order["receivedAt"][11:19],
         click_id=order["clickId"],
         journey_url=url_for("report.journey", raw_click_id=order["clickId"]) if journeys else None,
         name=_short(_text(params.get("name"))),
