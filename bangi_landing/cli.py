@@ -123,9 +123,10 @@ def demo(host: str, port: int, tracker_port: int, db: Path, outbox: Path) -> Non
         )
     )
     try:
-        tracker_site = Site.bind("Tracker", tracker_app, host, tracker_port)
+        # Both request logs go to one terminal: each line says which server wrote it.
+        tracker_site = Site.bind("Tracker", tracker_app, host, tracker_port, log_as="tracker")
         landing = create_landing(network_url=f"{tracker_site.url}/network/orders")
-        landing_site = Site.bind("Landing", landing, host, port)
+        landing_site = Site.bind("Landing", landing, host, port, log_as="landing")
         # The network posts back to the landing's relay, which passes each status on.
         tracker_app.config[network.POSTBACK_URL] = (
             f"{landing_site.url}{DEMO_RELAY_PATH}?secret={relay_secret}"

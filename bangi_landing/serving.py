@@ -10,9 +10,10 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug._internal import _log  # the request log's logger, set up as werkzeug does
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
@@ -26,13 +27,29 @@ class Site:
     server: BaseWSGIServer
 
     @classmethod
-    def bind(cls, name: str, app: WSGIApplication, host: str, port: int) -> Site:
-        return cls(name, make_server(host, port, app, threaded=True))
+    def bind(
+        cls, name: str, app: WSGIApplication, host: str, port: int, *, log_as: str | None = None
+    ) -> Site:
+        """:param log_as: begin each line of the site's request log with this, as in
+        ``landing | 127.0.0.1 - - [...] "GET / HTTP/1.1" 200 -``: for sites sharing a log."""
+        handler = WSGIRequestHandler if log_as is None else _named_request_log(log_as)
+        return cls(name, make_server(host, port, app, threaded=True, request_handler=handler))
 
     @property
     def url(self) -> str:
         host = self.server.host
         return f"http://{f'[{host}]' if ':' in host else host}:{self.server.server_port}"
+
+
+def _named_request_log(name: str) -> type[WSGIRequestHandler]:
+    class NamedRequestHandler(WSGIRequestHandler):
+        def log(self, type: str, message: str, *args: Any) -> None:
+            # werkzeug's own line, with the site's name in front.
+            address = self.address_string().replace("%", "%%")  # an IPv6 scope has a %
+            line = f"{name} | {address} - - [{self.log_date_time_string()}] {message}"
+            _log(type, line, *args)
+
+    return NamedRequestHandler
 
 
 class RedactSecrets(logging.Filter):
