@@ -53,13 +53,33 @@ def main() -> None:
     " Default: $BANGI_TRACKER_ALTERCPA_TOKENS, comma-separated; with none, every"
     " Pro call is Forbidden.",
 )
-def tracker(host: str, port: int, db: Path, altercpa_tokens: tuple[str, ...]) -> None:
+@click.option(
+    "--network-postback-url",
+    metavar="TEMPLATE",
+    help="Where the fake CPA network at /network sends postbacks: a URL with {sub1},"
+    " {status}, {payout} and {offer_id}. Default: this tracker's own postback API.",
+)
+def tracker(
+    host: str,
+    port: int,
+    db: Path,
+    altercpa_tokens: tuple[str, ...],
+    network_postback_url: str | None,
+) -> None:
     """Run the bundled tracker (the external landing tracking API and its report)."""
-    from .tracker import create_app
+    from .tracker import create_app, network
+    from .tracker.app import EXPOSED_WARNING, is_loopback
 
-    app = create_app(db, altercpa_tokens=altercpa_tokens or None)
+    if not is_loopback(host):
+        click.echo(EXPOSED_WARNING, err=True)
+    app = create_app(
+        db, altercpa_tokens=altercpa_tokens or None, network_postback_url=network_postback_url
+    )
     try:
-        serve([Site.bind("Tracker", app, host, port)], echo=click.echo)
+        site = Site.bind("Tracker", app, host, port)
+        if network_postback_url is None:  # known once bound: port 0 is any free port
+            app.config[network.POSTBACK_URL] = network.tracker_postback_url(site.url)
+        serve([site], echo=click.echo)
     finally:
         app.extensions["bangi_tracker"].close()
 
@@ -84,9 +104,12 @@ def demo(host: str, port: int, tracker_port: int, db: Path, outbox: Path) -> Non
     from demo_site import create_app as create_landing
 
     from .statuses import StatusMapper
-    from .tracker import Campaign, create_app
+    from .tracker import Campaign, create_app, network
+    from .tracker.app import EXPOSED_WARNING, is_loopback
     from .wsgi import BangiLanding
 
+    if not is_loopback(host):
+        click.echo(EXPOSED_WARNING, err=True)
     pro_token, relay_secret = secrets.token_hex(16), secrets.token_urlsafe(24)
     tracker_app = create_app(db, altercpa_tokens=[pro_token])
     store = tracker_app.extensions["bangi_tracker"]
@@ -100,11 +123,12 @@ def demo(host: str, port: int, tracker_port: int, db: Path, outbox: Path) -> Non
         )
     )
     try:
-        tracker_site = Site.bind("Tracker", tracker_app, host, tracker_port)
+        # Both request logs go to one terminal: each line says which server wrote it.
+        tracker_site = Site.bind("Tracker", tracker_app, host, tracker_port, log_as="tracker")
         landing = create_landing(network_url=f"{tracker_site.url}/network/orders")
-        landing_site = Site.bind("Landing", landing, host, port)
+        landing_site = Site.bind("Landing", landing, host, port, log_as="landing")
         # The network posts back to the landing's relay, which passes each status on.
-        tracker_app.config["BANGI_NETWORK_POSTBACK_URL"] = (
+        tracker_app.config[network.POSTBACK_URL] = (
             f"{landing_site.url}{DEMO_RELAY_PATH}?secret={relay_secret}"
             "&clickId={sub1}&status={status}&payout={payout}&offer_id={offer_id}"
         )

@@ -6,12 +6,14 @@ import logging
 import re
 import signal
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug._internal import _log  # the request log's logger, set up as werkzeug does
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
@@ -25,13 +27,29 @@ class Site:
     server: BaseWSGIServer
 
     @classmethod
-    def bind(cls, name: str, app: WSGIApplication, host: str, port: int) -> Site:
-        return cls(name, make_server(host, port, app, threaded=True))
+    def bind(
+        cls, name: str, app: WSGIApplication, host: str, port: int, *, log_as: str | None = None
+    ) -> Site:
+        """:param log_as: begin each line of the site's request log with this, as in
+        ``landing | 127.0.0.1 - - [...] "GET / HTTP/1.1" 200 -``: for sites sharing a log."""
+        handler = WSGIRequestHandler if log_as is None else _named_request_log(log_as)
+        return cls(name, make_server(host, port, app, threaded=True, request_handler=handler))
 
     @property
     def url(self) -> str:
         host = self.server.host
         return f"http://{f'[{host}]' if ':' in host else host}:{self.server.server_port}"
+
+
+def _named_request_log(name: str) -> type[WSGIRequestHandler]:
+    class NamedRequestHandler(WSGIRequestHandler):
+        def log(self, type: str, message: str, *args: Any) -> None:
+            # werkzeug's own line, with the site's name in front.
+            address = self.address_string().replace("%", "%%")  # an IPv6 scope has a %
+            line = f"{name} | {address} - - [{self.log_date_time_string()}] {message}"
+            _log(type, line, *args)
+
+    return NamedRequestHandler
 
 
 class RedactSecrets(logging.Filter):
@@ -59,23 +77,32 @@ def serve(sites: Sequence[Site], *, echo: Callable[[str], object] = print) -> No
     """
     logging.getLogger("werkzeug").addFilter(RedactSecrets())
     threads = [threading.Thread(target=site.server.serve_forever, daemon=True) for site in sites]
-    try:
-        for thread in threads:
-            thread.start()
-        for site in sites:
-            echo(f"{site.name}: {site.url}/")
-        _wait_for_stop_signal()
-        echo("Shutting down.")
-        for site in sites:
-            site.server.shutdown()
-        for thread in threads:
-            thread.join()
-    finally:
-        for site in sites:
-            site.server.server_close()
+    with _stop_signal() as stop:
+        try:
+            for thread in threads:
+                thread.start()
+            for site in sites:
+                echo(f"{site.name}: {site.url}/")
+            # A timed wait keeps the main thread responsive to signals on every platform.
+            while not stop.wait(0.5):
+                pass
+            echo("Shutting down.")
+            for site in sites:
+                site.server.shutdown()
+            for thread in threads:
+                thread.join()
+        finally:
+            for site in sites:
+                site.server.server_close()
 
 
-def _wait_for_stop_signal() -> None:
+@contextmanager
+def _stop_signal() -> Iterator[threading.Event]:
+    """An event SIGINT and SIGTERM set, handled from before the URLs are printed.
+
+    Whoever stops the process as soon as it has read them gets a clean shutdown,
+    not the default handler's abrupt exit.
+    """
     stop = threading.Event()
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
@@ -83,9 +110,7 @@ def _wait_for_stop_signal() -> None:
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        # A timed wait keeps the main thread responsive to signals on every platform.
-        while not stop.wait(0.5):
-            pass
+        yield stop
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

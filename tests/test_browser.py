@@ -8,7 +8,10 @@ clickId that the form carried. Each page is saved as a screenshot in
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
+import requests
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.wait import WebDriverWait
@@ -86,3 +89,65 @@ def test_a_visitor_orders_in_chromium_and_the_report_shows_the_journey(
         assert shot.parent == chrome.SCREENSHOTS
         assert shot.read_bytes().startswith(PNG), f"{shot} is not a PNG"
         assert shot.stat().st_size > 5_000, f"{shot} looks empty"
+
+
+# Whether each word of an element's text sits on one line (a word broken across
+# lines has a client rect per line).
+WORDS_UNBROKEN = """
+const text = arguments[0].firstChild;
+const words = [...text.data.matchAll(/\\S+/g)];
+return words.every((word) => {
+  const range = document.createRange();
+  range.setStart(text, word.index);
+  range.setEnd(text, word.index + word[0].length);
+  return range.getClientRects().length === 1;
+});
+"""
+
+
+@pytest.mark.slow
+def test_the_network_page_fits_1280_pixels(
+    demo: test_demo_e2e.Demo, browser: webdriver.Chrome
+) -> None:
+    long_name = "Maria da Conceição Fernandes Albuquerque"
+    for name, extra in (
+        ("Ana Lima", {}),
+        (long_name, {"utm_campaign": "black-friday-video-retargeting-lookalike-2026"}),
+    ):
+        order = {"sub1": str(uuid.uuid4()), "name": name, "phone": "+55 11 91234-5678"}
+        response = requests.post(
+            f"{demo.tracker}/network/orders",
+            data={**order, "offer_id": "1001", "utm_source": "facebook", **extra},
+            timeout=5,
+        )
+        assert response.status_code == 201
+    assert browser.execute_script("return window.innerWidth") == 1280
+
+    browser.get(f"{demo.tracker}/network")
+    # A button sends the postback (to the demo landing's relay); the page shows its result.
+    browser.find_element(By.CSS_SELECTOR, "#orders tbody tr:last-child button.approved").click()
+    result = "#orders tbody tr:last-child td.postback"
+    WebDriverWait(browser, 10).until(
+        lambda driver: "HTTP" in driver.find_element(By.CSS_SELECTOR, result).text
+    )
+    shot = chrome.screenshot(browser, "network")
+
+    page = browser.find_element(By.TAG_NAME, "html")
+    card = browser.find_element(By.CSS_SELECTOR, ".table-card")
+    for element in (page, card):  # neither the page nor the table's card scrolls sideways
+        width, visible = browser.execute_script(
+            "return [arguments[0].scrollWidth, arguments[0].clientWidth]", element
+        )
+        assert width <= visible, (element.tag_name, width, visible)
+    rows = browser.find_elements(By.CSS_SELECTOR, "#orders tbody tr")
+    assert len(rows) == 2
+    for row in rows:
+        buttons = row.find_elements(By.CSS_SELECTOR, "td.actions-cell button")
+        assert [button.text for button in buttons] == ["Approve", "Hold", "Reject", "Trash"]
+        for button in buttons:
+            box = button.rect
+            assert button.is_displayed()
+            assert box["x"] >= 0 and box["x"] + box["width"] <= 1280, (button.text, box)
+    name = browser.find_element(By.XPATH, f"//td[@class='name'][text()='{long_name}']")
+    assert browser.execute_script(WORDS_UNBROKEN, name), "a name wraps inside a word"
+    assert shot.read_bytes().startswith(PNG)

@@ -25,6 +25,7 @@ class Demo:
     landing: str
     tracker: str
     process: subprocess.Popen[str]
+    log: Path  # its standard error: the servers' request logs
 
     def events(self, **filters: Any) -> list[dict[str, Any]]:
         response = requests.get(f"{self.tracker}/api/v2/events", params=filters, timeout=5)
@@ -45,32 +46,34 @@ def eventually(probe: Callable[[], T], timeout: float = 10) -> T:
 
 @pytest.fixture
 def demo(tmp_path: Path) -> Iterator[Demo]:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bangi_landing",
-            "demo",
-            "--port",
-            "0",
-            "--tracker-port",
-            "0",
-            "--db",
-            str(tmp_path / "demo.sqlite3"),
-            "--outbox",
-            str(tmp_path / "outbox.sqlite3"),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    log = tmp_path / "demo.log"
+    with log.open("w") as stderr:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bangi_landing",
+                "demo",
+                "--port",
+                "0",
+                "--tracker-port",
+                "0",
+                "--db",
+                str(tmp_path / "demo.sqlite3"),
+                "--outbox",
+                str(tmp_path / "outbox.sqlite3"),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        )
     assert process.stdout is not None
     urls = {}
     for _ in range(2):
         name, url = process.stdout.readline().strip().split(": ", 1)
         urls[name] = url.rstrip("/")
     try:
-        yield Demo(urls["Landing"], urls["Tracker"], process)
+        yield Demo(urls["Landing"], urls["Tracker"], process, log)
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
@@ -161,3 +164,20 @@ def test_the_injected_page_has_the_same_dom_plus_the_field(demo: Demo) -> None:
 
     assert dom(wrapped) == dom(bare)
     assert "sub1" not in bare
+
+
+def test_each_request_log_line_names_its_server(demo: Demo) -> None:
+    requests.get(f"{demo.landing}/?source=log-test", timeout=5).raise_for_status()
+    requests.get(f"{demo.tracker}/", timeout=5).raise_for_status()
+    eventually(lambda: demo.events(type="click"))  # the landing's click, in the tracker's log
+
+    def request_log() -> list[str]:
+        """The request-log lines, once the click's delivery is among them."""
+        lines = [line for line in demo.log.read_text().splitlines() if " - - [" in line]
+        return lines if any("POST /api/v2/track/click" in line for line in lines) else []
+
+    lines = eventually(request_log)
+    assert all(line.startswith(("landing | 127.0.0.1 - - [", "tracker | ")) for line in lines)
+    assert any(line.startswith("landing | ") and "GET /?source=log-test" in line for line in lines)
+    assert any(line.startswith("tracker | ") and '"GET / HTTP/1.1"' in line for line in lines)
+    assert any(line.startswith("tracker | ") and "/api/v2/track/click" in line for line in lines)

@@ -458,3 +458,50 @@ def test_report_shows_pro_calls_escaped_with_their_token_redacted(tracker: Track
         assert "someone-elses-token" not in html
         assert XSS not in html
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+GIANT = "9" * 5000
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "query", "status", "words"),
+    [
+        ("click.json", f"token={TOKEN}&click={GIANT}&exto={CLICK}", 400, "click must be at most"),
+        ("click.json", f"token={TOKEN}&click={PRO_CLICK}&exto={GIANT}", 400, "exto must be at"),
+        ("status.json", f"token={TOKEN}&click={GIANT}&status=hold&auto=1&exto=e", 400, "click"),
+        ("status.json", f"token={TOKEN}&click=c&exto={'x' * 201}&status=hold&auto=1", 400, "exto"),
+        ("status.json", f"token={TOKEN}&click=c&exto=e&status={GIANT}&auto=1", 400, "status"),
+        ("status.json", f"token={TOKEN}&click=c&exto=e&status=hold&auto={GIANT}", 400, "auto"),
+        ("click.json", f"token={GIANT}&click=c&exto=e", 403, "Forbidden"),
+        ("click.json", "token=%ED%B3%BF&click=c&exto=e", 403, "Forbidden"),
+    ],
+    ids=[
+        "click-5000",
+        "exto-5000",
+        "status-click-5000",
+        "exto-201",
+        "status-5000",
+        "auto-5000",
+        "token-5000",
+        "token-surrogate-bytes",
+    ],
+)
+def test_crafted_calls_are_refused_and_recorded(
+    tracker: Tracker, endpoint: str, query: str, status: int, words: str
+) -> None:
+    assert_refused(call(tracker, endpoint, query), status, words)
+
+    assert tracker.store.pro_leads() == []
+    [record] = tracker.events(type="altercpa")
+    assert record["params"]["result"] != "ok"
+    for path in ("/", f"/journeys/{CLICK}"):
+        assert tracker.http.get(f"{tracker.url}{path}", timeout=5).status_code == 200
+
+
+def test_escaped_bytes_that_are_not_text_stay_escaped(tracker: Tracker) -> None:
+    """Percent-escapes of a surrogate or of bytes that are not UTF-8 are kept as sent."""
+    ok(call(tracker, "click.json", f"token={TOKEN}&click=%ED%B3%BF&exto=%FF%00"))
+
+    [lead] = tracker.store.pro_leads()
+    assert (lead["click"], lead["exto"]) == ("%ED%B3%BF", "%FF\x00")
+    assert tracker.http.get(f"{tracker.url}/", timeout=5).status_code == 200

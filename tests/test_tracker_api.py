@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -549,3 +550,210 @@ def test_garbage_bodies_get_a_4xx_never_a_500(tracker: Tracker, data: bytes) -> 
 
 def test_unknown_api_path_is_json_404(tracker: Tracker) -> None:
     assert_error(tracker.http.get(f"{tracker.url}/api/v2/track/sale", timeout=5), 404)
+
+
+# Crafted input: a 4xx with a JSON error, never a 500, and nothing stored
+
+SURROGATE = '"\\udfff"'  # a lone surrogate as JSON spells it: not text UTF-8 can encode
+HUGE = "9" * 400  # far beyond SQLite's INTEGER and REAL
+GIANT = "9" * 5000  # beyond what int() parses (4,300 digits)
+
+
+def nested(levels: int) -> str:
+    """A JSON value ``levels`` deep (arrays in arrays)."""
+    return "[" * levels + "1" + "]" * levels
+
+
+def send_raw(
+    tracker: Tracker, method: str, path: str, body: str | None = None
+) -> requests.Response:
+    headers = {"Content-Type": "application/json"} if body is not None else {}
+    return tracker.http.request(
+        method, f"{tracker.url}{path}", data=body, headers=headers, timeout=5
+    )
+
+
+def assert_refused(response: requests.Response, *words: str) -> None:
+    assert 400 <= response.status_code < 500, response.text
+    assert_error(response, response.status_code, *words)
+
+
+CLICK_BODY = f'{{"clickId": "{CLICK}", "campaignId": 42, '
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        (CLICK_BODY + f'"utm_content": {SURROGATE}}}', ["surrogate"]),
+        (CLICK_BODY + f'{SURROGATE}: "x"}}', ["surrogate"]),
+        (CLICK_BODY + '"tags": ["a", {"b": "\\ud800"}]}', ["surrogate"]),
+        (CLICK_BODY + f'"d": {nested(975)}}}', ["32 levels"]),
+        (CLICK_BODY + f'"d": {nested(32)}}}', ["32 levels"]),  # the body object is level 1
+        (f'{{"clickId": "{CLICK}", "campaignId": {HUGE}}}', ["campaignId"]),
+        (f'{{"clickId": "{CLICK}", "campaignId": "{GIANT}"}}', ["campaignId"]),
+        (f'{{"clickId": "{CLICK}", "campaignId": {GIANT}}}', ["JSON"]),
+        (CLICK_BODY + f'"eventId": {HUGE}}}', ["eventId"]),
+    ],
+    ids=[
+        "surrogate-value",
+        "surrogate-name",
+        "surrogate-high-nested",
+        "nested-975",
+        "nested-33",
+        "campaign-id-400-digits",
+        "campaign-id-5000-digit-string",
+        "campaign-id-5000-digits",
+        "event-id-400-digits",
+    ],
+)
+def test_click_refuses_crafted_input(tracker: Tracker, body: str, words: list[str]) -> None:
+    assert_refused(send_raw(tracker, "POST", "/api/v2/track/click", body), *words)
+    assert tracker.events() == []
+
+
+def test_escaped_bytes_that_are_not_text_stay_escaped(tracker: Tracker) -> None:
+    """A query's or form's percent-escapes that are not UTF-8 (a surrogate's) are kept as sent."""
+    url = f"{tracker.url}/api/v2/track/lead"
+    escaped = {"clickId": CLICK, "x": "%ED%B3%BF"}
+    query = "&".join(f"{key}={value}" for key, value in escaped.items())
+    assert tracker.http.get(f"{url}?{query}&eventId=1", timeout=5).status_code == 201
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    assert tracker.http.post(url, data=f"{query}&eventId=2", headers=form, timeout=5).ok
+
+    assert [event["params"]["x"] for event in tracker.events()] == ["%ED%B3%BF"] * 2
+    assert tracker.http.get(f"{tracker.url}/journeys/{CLICK}", timeout=5).status_code == 200
+
+
+def test_json_nested_32_levels_deep_is_stored_and_shown(tracker: Tracker) -> None:
+    click(tracker, d=json.loads(nested(31)))  # with the body object: 32 levels
+
+    [event] = tracker.events()
+    assert json.dumps(event["params"]["d"], separators=(",", ":")) == nested(31)
+    for path in ("/", f"/journeys/{CLICK}"):
+        assert tracker.http.get(f"{tracker.url}{path}", timeout=5).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "words"),
+    [
+        ("POST", "/api/v2/track/lead", f'{{"clickId": "{CLICK}", "x": {SURROGATE}}}', ["surr"]),
+        ("POST", "/api/v2/track/lead", f'{{"clickId": "{CLICK}", {SURROGATE}: 1}}', ["surr"]),
+        ("POST", "/api/v2/track/lead", f'{{"clickId": "{CLICK}", "d": {nested(975)}}}', ["32"]),
+        ("POST", "/api/v2/track/lead", f'{{"clickId": "{CLICK}", "eventId": {HUGE}}}', ["event"]),
+        ("POST", "/api/v2/track/lead", f'{{"clickId": "{GIANT}"}}', ["UUID"]),
+        ("GET", f"/api/v2/track/lead?clickId={CLICK}&eventId={GIANT}", None, ["eventId"]),
+    ],
+    ids=["surrogate-value", "surrogate-name", "nested-975", "event-id", "click-id", "query"],
+)
+def test_lead_refuses_crafted_input(
+    tracker: Tracker, method: str, path: str, body: str | None, words: list[str]
+) -> None:
+    assert_refused(send_raw(tracker, method, path, body), *words)
+    assert tracker.events() == []
+
+
+POSTBACK = f"/api/v2/track/postback?clickId={CLICK}"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "words"),
+    [
+        ("POST", POSTBACK, f'{{"clickId": "{CLICK}", "payout": {HUGE}}}', ["payout"]),
+        ("POST", POSTBACK, f'{{"clickId": "{CLICK}", "payout": -{HUGE}}}', ["payout"]),
+        ("POST", POSTBACK, f'{{"clickId": "{CLICK}", "payout": 1e300}}', ["payout"]),
+        ("POST", POSTBACK, f'{{"clickId": "{CLICK}", "payout": 1000000000000}}', ["payout"]),
+        ("GET", f"{POSTBACK}&payout={HUGE}", None, ["payout"]),
+        ("GET", f"{POSTBACK}&payout=1e300", None, ["payout"]),
+        ("GET", f"{POSTBACK}&payout=0.{GIANT}", None, ["payout"]),
+        ("POST", POSTBACK, f'{{"clickId": "{CLICK}", "status": {SURROGATE}}}', ["surrogate"]),
+        ("POST", POSTBACK, f'{{"clickId": "{CLICK}", "currency": {SURROGATE}}}', ["surrogate"]),
+        ("POST", POSTBACK, f'{{"clickId": "{CLICK}", "d": {nested(975)}}}', ["32 levels"]),
+    ],
+    ids=[
+        "payout-400-digits",
+        "payout-minus-400-digits",
+        "payout-1e300",
+        "payout-10^12",
+        "query-payout-400-digits",
+        "query-payout-1e300",
+        "query-payout-5000-decimals",
+        "surrogate-status",
+        "surrogate-currency",
+        "nested-975",
+    ],
+)
+def test_postback_refuses_crafted_input(
+    tracker: Tracker, method: str, path: str, body: str | None, words: list[str]
+) -> None:
+    put_campaign(tracker)
+    click(tracker)
+    assert_refused(send_raw(tracker, method, path, body), *words)
+    assert tracker.events(type="postback") == []
+
+
+def test_payouts_and_costs_up_to_a_trillion_are_stored(tracker: Tracker) -> None:
+    assert put_campaign(tracker, cost="999999999999.99").json()["cost"] == 999999999999.99
+    click(tracker)
+    assert postback(tracker, status="approved", payout="-999999999999")["payout"] == -999999999999
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "words"),
+    [
+        ("PUT", "/api/v2/campaigns/1", f'{{"cost": {HUGE}}}', ["cost"]),
+        ("PUT", "/api/v2/campaigns/1", '{"cost": 1e300}', ["cost"]),
+        ("PUT", "/api/v2/campaigns/1", f'{{"cost": "{HUGE}"}}', ["cost"]),
+        ("PUT", "/api/v2/campaigns/1", f'{{"name": {SURROGATE}}}', ["surrogate"]),
+        (
+            "PUT",
+            "/api/v2/campaigns/1",
+            f'{{"statusMapper": {{"parameter": "s", "values": {{{SURROGATE}: "accept"}}}}}}',
+            ["surrogate"],
+        ),
+        ("PUT", "/api/v2/campaigns/1", f'{{"statusMapper": {nested(975)}}}', ["32 levels"]),
+        ("PUT", f"/api/v2/campaigns/{GIANT}", '{"name": "x"}', ["campaign id"]),
+        ("PUT", f"/api/v2/campaigns/{2**63}", '{"name": "x"}', ["campaign id"]),
+        ("GET", f"/api/v2/campaigns/{GIANT}", None, ["campaign id"]),
+        ("GET", f"/api/v2/campaigns/{HUGE}", None, ["campaign id"]),
+    ],
+    ids=[
+        "cost-400-digits",
+        "cost-1e300",
+        "cost-400-digit-string",
+        "surrogate-name",
+        "surrogate-mapper-value",
+        "nested-975",
+        "put-id-5000-digits",
+        "put-id-2^63",
+        "get-id-5000-digits",
+        "get-id-400-digits",
+    ],
+)
+def test_campaigns_refuse_crafted_input(
+    tracker: Tracker, method: str, path: str, body: str | None, words: list[str]
+) -> None:
+    assert_refused(send_raw(tracker, method, path, body), *words)
+    assert tracker.store.campaigns() == []
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        f"limit={GIANT}",
+        f"limit={HUGE}",
+        f"after={GIANT}",
+        f"after={2**63}",
+        f"campaignId={GIANT}",
+        "limit=\u0663",  # an Arabic-Indic three: a digit, not an ASCII one
+        f"clickId={GIANT}",
+    ],
+)
+def test_events_refuse_crafted_filters(tracker: Tracker, query: str) -> None:
+    assert_refused(tracker.http.get(f"{tracker.url}/api/v2/events?{query}", timeout=5))
+
+
+def test_ids_up_to_sqlites_largest_integer_are_accepted(tracker: Tracker) -> None:
+    click(tracker, campaign_id=2**63 - 1)
+    found = tracker.events(campaignId=2**63 - 1, limit=10_000)
+    assert [event["campaignId"] for event in found] == [2**63 - 1]
+    assert tracker.events(after=2**63 - 1) == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import uuid
 from collections.abc import Iterable, Iterator
@@ -18,7 +19,7 @@ import requests
 from bangi_landing.tracker import create_app, network
 
 from .conftest import Tracker
-from .utils import live_server
+from .utils import Sink, live_server
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -31,13 +32,20 @@ MAPPER = {
 
 
 @contextmanager
-def network_tracker(tmp_path: Path, **config: Any) -> Iterator[Tracker]:
-    """The tracker with the fake network registered, on a real socket."""
-    app = create_app(tmp_path / "tracker.sqlite3")
+def network_tracker(
+    tmp_path: Path, postback_url: str | None = None, **config: Any
+) -> Iterator[Tracker]:
+    """The tracker with the fake network, on a real socket; it posts back to ``postback_url``.
+
+    By default to the tracker's own API, as ``bangi-landing tracker`` has it.
+    """
+    app = create_app(tmp_path / "tracker.sqlite3", network_postback_url=postback_url)
     app.config.update(config)
     store = app.extensions["bangi_tracker"]
     try:
         with live_server(app) as url, requests.Session() as http:
+            if postback_url is None:
+                app.config[network.POSTBACK_URL] = network.tracker_postback_url(url)
             yield Tracker(url, app, store, http)
     finally:
         store.close()
@@ -162,7 +170,7 @@ def test_orders_are_stored_as_sent_and_listed_newest_first(tracker: Tracker) -> 
         ({"data": [("sub1", str(uuid.uuid4())), ("sub1", str(uuid.uuid4()))]}, "sub1 must"),
         ({"json": {"sub1": 42}}, "sub1 must be a clickId"),
         ({"json": [{"sub1": str(uuid.uuid4())}]}, "JSON object"),
-        ({"data": "{not json", "headers": {"Content-Type": "application/json"}}, "JSON object"),
+        ({"data": "{not json", "headers": {"Content-Type": "application/json"}}, "must be JSON"),
     ],
 )
 def test_an_invalid_order_is_refused_with_json(
@@ -269,9 +277,7 @@ def test_the_postback_url_and_payout_can_be_configured(tmp_path: Path) -> None:
         template = (
             f"{relay_url}/pb/{{sub1}}?s={{status}}&p={{payout}}&o={{offer_id}}&keep={{other}}"
         )
-        with network_tracker(
-            tmp_path, BANGI_NETWORK_POSTBACK_URL=template, BANGI_NETWORK_PAYOUT="2.5"
-        ) as tracker:
+        with network_tracker(tmp_path, template, BANGI_NETWORK_PAYOUT="2.5") as tracker:
             click_id = str(uuid.uuid4())
             order_id = order(tracker, sub1=click_id, offer_id="a&b c/#")
             response = press(tracker, order_id, "approved")
@@ -294,7 +300,7 @@ def test_the_postback_url_and_payout_can_be_configured(tmp_path: Path) -> None:
 
 def test_an_unreachable_postback_url_is_recorded_as_failed(tmp_path: Path) -> None:
     template = f"{closed_port()}/postback?clickId={{sub1}}"
-    with network_tracker(tmp_path, BANGI_NETWORK_POSTBACK_URL=template) as tracker:
+    with network_tracker(tmp_path, template) as tracker:
         order_id = order(tracker, sub1=str(uuid.uuid4()))
         response = press(tracker, order_id, "approved")
         _, tree = page(tracker)
@@ -343,8 +349,7 @@ def test_the_empty_page_shows_how_to_send_an_order(tracker: Tracker) -> None:
 
 def test_build_postback_url() -> None:
     url = network.build_postback_url(
-        network.DEFAULT_POSTBACK_URL,
-        tracker="http://127.0.0.1:5001/",
+        network.tracker_postback_url("http://127.0.0.1:5001/"),
         sub1="8f1b5c6e-7a3d-4d20-a7f1-12a2b8f7a9c1",
         status="approved",
         payout="10",
@@ -354,3 +359,104 @@ def test_build_postback_url() -> None:
         "http://127.0.0.1:5001/api/v2/track/postback?clickId=8f1b5c6e-7a3d-4d20-a7f1-12a2b8f7a9c1"
         "&status=approved&payout=10&offer_id=4%205%266"
     )
+
+
+# Crafted input: a 4xx with a JSON error, never a 500, and nothing stored or sent
+
+CLICK_ID = "8f1b5c6e-7a3d-4d20-a7f1-12a2b8f7a9c1"
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        (f'{{"sub1": "{CLICK_ID}", "name": "\\udfff"}}', "surrogate"),
+        (f'{{"sub1": "{CLICK_ID}", "\\ud800": "x"}}', "surrogate"),
+        (f'{{"sub1": "{CLICK_ID}", "d": {"[" * 975}{"]" * 975}}}', "32 levels"),
+        (f'{{"sub1": "{CLICK_ID}", "price": NaN}}', "NaN"),
+        (f'{{"sub1": "{CLICK_ID}", "price": 1e999}}', "out of range"),
+        (f'{{"sub1": "{CLICK_ID}", "n": {"9" * 5000}}}', "JSON"),
+    ],
+    ids=["surrogate-value", "surrogate-name", "nested-975", "nan", "infinity", "5000-digits"],
+)
+def test_the_order_intake_refuses_crafted_json(tracker: Tracker, body: str, error: str) -> None:
+    response = tracker.http.post(
+        f"{tracker.url}/network/orders",
+        data=body,
+        headers={"Content-Type": "application/json"},
+        timeout=5,
+    )
+
+    assert response.status_code == 400, response.text
+    assert error in response.json()["error"]
+    assert tracker.store.count_network_orders() == 0
+    assert page(tracker)[0].status_code == 200
+
+
+@pytest.mark.parametrize("raw_id", ["9" * 5000, "9" * 25, str(2**63), "0", "-1", "abc", "1.5"])
+def test_a_button_for_a_crafted_order_id_is_a_json_404(tracker: Tracker, raw_id: str) -> None:
+    order(tracker, sub1=str(uuid.uuid4()))
+
+    response = tracker.http.post(
+        f"{tracker.url}/network/orders/{raw_id}/postback",
+        data={"status": "approved"},
+        allow_redirects=False,
+        timeout=5,
+    )
+
+    assert response.status_code == 404, response.text
+    assert response.json() == {"error": "no such order"}
+    assert tracker.events(type="postback") == []
+
+
+# Where postbacks go: the configuration, never the request
+
+
+def test_the_host_header_does_not_choose_where_the_postback_goes(tracker: Tracker) -> None:
+    sink = Sink()
+    click_id = click(tracker)
+    order_id = order(tracker, sub1=click_id)
+    with live_server(sink) as sink_url:
+        response = press(tracker, order_id, "approved", Host=sink_url.removeprefix("http://"))
+
+    assert response.status_code == 303
+    assert sink.received == []
+    [postback] = tracker.events(type="postback")
+    assert postback["clickId"] == click_id
+
+
+def test_without_a_postback_url_a_button_records_the_status_and_sends_nothing(
+    tmp_path: Path,
+) -> None:
+    app = create_app(tmp_path / "tracker.sqlite3")
+    with live_server(app) as url, requests.Session() as http:
+        tracker = Tracker(url, app, app.extensions["bangi_tracker"], http)
+        order_id = order(tracker, sub1=click(tracker))
+        assert press(tracker, order_id, "approved").status_code == 303
+        response, tree = page(tracker)
+        events = tracker.events(type="postback")
+    tracker.store.close()
+
+    assert events == []
+    assert cell(rows(tree)[0], "postback").startswith(f"approved {network.NOT_SENT}")
+    assert "No postback URL is configured" in response.text
+
+
+def test_the_page_and_the_log_never_show_the_relays_secret(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = "s3cr3t-relay-value"
+    template = f"{closed_port()}/bangi/postback?secret={secret}&clickId={{sub1}}"
+    with network_tracker(tmp_path, template) as tracker:
+        order_id = order(tracker, sub1=str(uuid.uuid4()))
+        with caplog.at_level(logging.WARNING, logger=network.__name__):
+            assert press(tracker, order_id, "approved").status_code == 303
+        response, tree = page(tracker)
+
+    assert cell(rows(tree)[0], "postback").startswith("approved failed: ConnectionError")
+    assert "/bangi/postback?secret=&lt;redacted&gt;&amp;clickId={sub1}" in response.text
+    assert secret not in response.text
+    [failure] = [r for r in caplog.records if r.name == network.__name__]
+    message = failure.getMessage()
+    assert "/bangi/postback?secret=<redacted>" in message
+    assert secret not in message
+    assert secret not in caplog.text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from typing import Any
 from urllib.parse import quote
@@ -307,3 +308,87 @@ def test_pages_are_not_cached(tracker: Tracker) -> None:
         response = get(tracker, path)
 
         assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_a_lead_card_says_which_fields_were_held_back(tracker: Tracker) -> None:
+    journey = click(tracker)
+    for params in (
+        {"offer_id": "7", "withheldFields": ["name", "phone"]},  # as the middleware sends it
+        {"withheldFields": ["email"]},
+        {"withheldFields": []},
+        {"offer_id": "8"},
+    ):
+        response = tracker.http.post(
+            f"{tracker.url}/api/v2/track/lead", json={"clickId": journey, **params}, timeout=5
+        )
+        assert response.status_code == 201, response.text
+
+    cards = parse(get(tracker, f"/journeys/{journey}")).findall(".//ol[@id='journey']/li")
+
+    notes = [text(card.find(".//p[@class='withheld']")) for card in cards[1:3]]
+    assert notes == [
+        "2 fields held back as personal data: name, phone",
+        "1 field held back as personal data: email",
+    ]
+    assert {text(tr.find("th")) for tr in cards[1].iter("tr")} == {"offer_id"}
+    for card in (cards[0], *cards[3:]):  # the click, and leads with nothing held back
+        assert card.find(".//p[@class='withheld']") is None
+        assert "held back" not in text(card)
+
+
+def test_the_summary_totals_payout_per_currency(tracker: Tracker) -> None:
+    put_campaign(tracker)  # cost 10 USD
+    postback(tracker, click(tracker), "approved")
+    postback(tracker, click(tracker), "approved", payout="2.5")
+    put_campaign(tracker, 2, currency="EUR")
+    postback(tracker, click(tracker, 2), "approved", payout="7", currency="GBP")
+    postback(tracker, click(tracker, 2), "approved", payout="1000")
+    postback(tracker, click(tracker, 2), "approved", payout="0.5", currency="USD")
+
+    total = parse(get(tracker)).find(".//*[@data-total='payout']")
+
+    assert total is not None
+    assert [text(line) for line in total] == ["1,000.00 EUR", "7.00 GBP", "13.00 USD"]
+
+
+def test_the_summary_payout_is_zero_before_any_is_accepted(tracker: Tracker) -> None:
+    put_campaign(tracker)
+    click(tracker)
+
+    assert text(parse(get(tracker)).find(".//*[@data-total='payout']")) == "0.00"
+
+
+def test_pages_show_rows_they_could_not_read_back(tracker: Tracker) -> None:
+    """Rows an older version (or another program) stored: too deep, not JSON, not UTF-8."""
+    journey = str(uuid.uuid4())
+    deep = "[" * 975 + "]" * 975
+    rows = [
+        f'{{"d":{deep}}}'.encode(),
+        b'{"cut": "sho',
+        b'{"name": "Jo\xe3o \xff<script>"}',  # Latin-1, not UTF-8
+    ]
+    with sqlite3.connect(tracker.store.path) as db:
+        for params in rows:
+            db.execute(
+                "INSERT INTO events (type, click_id, params, received_at)"
+                " VALUES ('lead', ?, CAST(? AS TEXT), '2026-01-01T00:00:00.000000Z')",
+                (journey, params),
+            )
+        db.execute(
+            "INSERT INTO network_orders (click_id, params, received_at)"
+            " VALUES (?, ?, '2026-01-01T00:00:00.000000Z')",
+            (journey, f'{{"sub1":"{journey}","d":{deep}}}'),
+        )
+    db.close()
+
+    api = tracker.http.get(f"{tracker.url}/api/v2/events", timeout=5)
+    assert api.status_code == 200
+    shown = [event["params"] for event in api.json()["events"]]
+    assert shown == [f'{{"d":{deep}}}', '{"cut": "sho', {"name": "Jo\ufffdo \ufffd<script>"}]
+    for path in ("/", f"/journeys/{journey}", "/network"):
+        response = get(tracker, path)
+        assert response.status_code == 200, path
+        assert "<script>" not in response.text
+    journey_page = get(tracker, f"/journeys/{journey}").text
+    assert "[[[[" in journey_page
+    assert "&lt;script&gt;" in journey_page

@@ -17,18 +17,26 @@ from pathlib import Path
 import pytest
 import requests
 
+from bangi_landing.tracker.app import EXPOSED_WARNING
+
 from .conftest import Tracker
+from .utils import Sink, live_server
+
+
+def tracker_command(db: Path, *options: str) -> list[str]:
+    return [sys.executable, "-m", "bangi_landing", "tracker", "--db", str(db), *options]
 
 
 @contextmanager
 def tracker_process(db: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """``bangi-landing tracker`` on a free port; yields the process and its URL."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bangi_landing", "tracker", "--port", "0", "--db", str(db)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    """``bangi-landing tracker`` on a free port; yields the process and its URL.
+
+    Its standard error goes to ``db`` with the suffix ``.log``.
+    """
+    with db.with_suffix(".log").open("w") as log:
+        process = subprocess.Popen(
+            tracker_command(db, "--port", "0"), stdout=subprocess.PIPE, stderr=log, text=True
+        )
     try:
         assert process.stdout is not None
         line = process.stdout.readline()
@@ -125,3 +133,77 @@ def test_the_request_log_never_shows_secret_parameters() -> None:
         '127.0.0.1 - - "GET /api/site/click.json?token=<redacted>&click=1&Secret=<redacted>'
         ' HTTP/1.1" 200'
     )
+
+
+def test_the_tracker_warns_when_it_listens_beyond_loopback(tmp_path: Path) -> None:
+    db = tmp_path / "tracker.sqlite3"
+    # A documentation address (RFC 5737), on no interface: the warning comes before
+    # the bind fails, so nothing ever listens beyond loopback.
+    exposed = subprocess.run(
+        tracker_command(db, "--host", "192.0.2.1", "--port", "0"),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    with tracker_process(db) as (_process, url):
+        assert requests.get(f"{url}/", timeout=5).status_code == 200
+
+    assert exposed.returncode != 0  # could not bind
+    assert EXPOSED_WARNING in exposed.stderr
+    assert "no authentication" in EXPOSED_WARNING
+    assert "Warning" not in db.with_suffix(".log").read_text()  # on 127.0.0.1
+
+
+def test_the_networks_postbacks_go_to_the_tracker_itself_whatever_the_host_header(
+    tmp_path: Path,
+) -> None:
+    sink = Sink()
+    click_id = str(uuid.uuid4())
+    with live_server(sink) as sink_url, tracker_process(tmp_path / "t.sqlite3") as (_process, url):
+        requests.post(
+            f"{url}/api/v2/track/click", json={"clickId": click_id, "campaignId": 1}, timeout=5
+        ).raise_for_status()
+        order = requests.post(f"{url}/network/orders", data={"sub1": click_id}, timeout=5)
+        pressed = requests.post(
+            f"{url}/network/orders/{order.json()['id']}/postback",
+            data={"status": "approved"},
+            headers={"Host": sink_url.removeprefix("http://")},
+            allow_redirects=False,
+            timeout=15,
+        )
+        events = requests.get(f"{url}/api/v2/events?type=postback", timeout=5).json()["events"]
+
+    assert pressed.status_code == 303
+    assert sink.received == []
+    assert [(event["clickId"], event["params"]["status"]) for event in events] == [
+        (click_id, "approved")
+    ]
+
+
+def test_stopped_as_soon_as_it_prints_its_url_the_tracker_still_stops_cleanly(
+    tmp_path: Path,
+) -> None:
+    """SIGTERM is handled from before the URL is printed (eight at once widen the window)."""
+    processes = [
+        subprocess.Popen(
+            tracker_command(tmp_path / f"{n}.sqlite3", "--port", "0"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        for n in range(8)
+    ]
+    try:
+        for process in processes:
+            assert process.stdout is not None
+            assert process.stdout.readline().startswith("Tracker: ")
+            process.send_signal(signal.SIGTERM)
+        assert [process.wait(timeout=20) for process in processes] == [0] * 8
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+            process.wait(timeout=10)
+            assert process.stdout is not None
+            process.stdout.close()

@@ -26,8 +26,9 @@ What it deliberately does differently from Pro:
   invalid request to the bundled tracker is a 4xx with a JSON body. The landing
   side treats both alike: only ``{"status": "ok"}`` is success.
 - It is strict where Pro may guess: a repeated parameter, a missing ``click``
-  or ``exto``, a ``status`` outside the four and an ``auto`` other than 0 or 1
-  are refused with a message naming the parameter, never echoing its value.
+  or ``exto`` or one over 200 characters, a ``status`` outside the four and an
+  ``auto`` other than 0 or 1 are refused with a message naming the parameter,
+  never echoing its value.
 - It has no offers, flows or payouts: every configured site token is one site.
   With no token configured every call is Forbidden, so a tracker never takes
   Pro calls nobody set up.
@@ -61,6 +62,7 @@ CONFIG_KEY: Final = "BANGI_ALTERCPA_TOKENS"
 REDACTED: Final = "REDACTED"
 FORBIDDEN: Final = "Forbidden"
 NO_SUCH_ENDPOINT: Final = "no such endpoint: see /api/site/click.json, /api/site/status.json"
+MAX_ID_CHARS: Final = 200  # of click and exto: ids, which the lead is stored under
 
 _MOVES: Final = tuple(PRO_STATUSES.values())  # status.json's; wait is click.json's alone
 _PARAMETERS: Final = {
@@ -173,6 +175,9 @@ class _Call:
         for name in names:
             if name in _REQUIRED and not self.args.get(name, "").strip():
                 raise ApiError(400, _REQUIRED[name])
+        for name in ("click", "exto"):
+            if len(self.args[name]) > MAX_ID_CHARS:
+                raise ApiError(400, f"{name} must be at most {MAX_ID_CHARS} characters")
         status = self.status
         if status is None:
             raise ApiError(400, f"status must be one of {', '.join(_MOVES)}")

@@ -2,10 +2,15 @@
 
 Every invalid request is a 4xx whose JSON ``{"error": ...}`` says what to fix,
 and nothing is stored for it: validation finishes before the single write.
+Everything stored stays within what SQLite and the pages can take back:
+JSON bodies within untrusted.py's limits (nesting, valid Unicode), ids and
+``limit``/``after`` within SQLite's INTEGER, payouts and costs finite and
+below ``10**12`` in size.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
@@ -17,11 +22,16 @@ from werkzeug.exceptions import HTTPException
 
 from ..click_id import EXAMPLE_CLICK_ID, parse_click_id
 from ..statuses import MapperError, StatusMapper
+from . import untrusted
 from .store import EVENT_TYPES, Campaign, TrackerStore
 
 bp = Blueprint("api", __name__, url_prefix="/api/v2")
 
 _MAX_ID = 2**63 - 1  # SQLite's INTEGER
+_MAX_ID_DIGITS = len(str(_MAX_ID))  # checked before int(), which refuses 4,300 digits with a 500
+# Payouts and costs: far beyond any real one, and exact to the cent as a float.
+_MAX_AMOUNT = 10**12
+_MAX_AMOUNT_TEXT = 40  # characters of a payout or cost sent as text
 _CURRENCY = re.compile(r"[A-Z]{3}")
 _MAX_EVENT_ID_LENGTH = 200
 
@@ -47,7 +57,12 @@ def _created(created: bool, **body: Any) -> tuple[Response, int]:
 # Reading the request
 
 
-def _json_body() -> Any:
+def _json_body(example: str = '{"clickId": "..."}') -> Any:
+    """The request's JSON body, within untrusted.py's limits; an ApiError saying what is wrong.
+
+    ``example`` is a JSON object the messages show.
+    """
+
     def reject_constant(name: str) -> None:
         raise ValueError(f"{name} is not valid JSON")
 
@@ -59,23 +74,27 @@ def _json_body() -> Any:
 
     data = request.get_data(cache=True)
     if not data.strip():
-        raise ApiError(400, 'request body is empty: send a JSON object, e.g. {"clickId": "..."}')
+        raise ApiError(400, f"request body is empty: send a JSON object, e.g. {example}")
     try:
-        return json.loads(data, parse_constant=reject_constant, parse_float=finite_float)
+        body = json.loads(data, parse_constant=reject_constant, parse_float=finite_float)
     except RecursionError:
-        raise ApiError(400, "request body is nested too deeply") from None
+        raise ApiError(400, f"request body {untrusted.TOO_DEEP}") from None
     except UnicodeDecodeError:
         raise ApiError(400, "request body must be UTF-8 encoded JSON") from None
     except json.JSONDecodeError as error:
         raise ApiError(400, f"request body must be JSON ({error.msg} at {error.pos})") from None
     except ValueError as error:
         raise ApiError(400, f"request body must be JSON ({error})") from None
+    if problem := untrusted.problem(body):
+        raise ApiError(400, f"request body {problem}")
+    return body
 
 
-def _json_object() -> dict[str, Any]:
-    body = _json_body()
+def json_object(example: str = '{"clickId": "..."}') -> dict[str, Any]:
+    """The request's JSON body, which must be an object (see ``_json_body``)."""
+    body = _json_body(example)
     if not isinstance(body, dict):
-        raise ApiError(400, 'request body must be a JSON object, e.g. {"clickId": "..."}')
+        raise ApiError(400, f"request body must be a JSON object, e.g. {example}")
     return body
 
 
@@ -91,7 +110,7 @@ def _params() -> dict[str, Any]:
     if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
         return _from_multidict(request.form)
     if request.mimetype in ("", "application/json") or request.mimetype.endswith("+json"):
-        return _json_object()
+        return json_object()
     raise ApiError(415, "send POST bodies as application/json (or a form-encoded body)")
 
 
@@ -123,12 +142,20 @@ def _click_id(params: dict[str, Any]) -> str:
     return click_id
 
 
-def _positive_int(value: Any, name: str) -> int:
+def parse_id(value: Any) -> int | None:
+    """``value`` as a positive integer SQLite can store, from an int or a string of digits."""
     if isinstance(value, str) and value.isascii() and value.isdigit():
-        value = int(value)
+        value = int(value) if len(value) <= _MAX_ID_DIGITS else None
     if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= _MAX_ID:
         return value
-    raise ApiError(400, f"{name} must be a positive integer (the numeric campaign ID)")
+    return None
+
+
+def _positive_int(value: Any, name: str) -> int:
+    number = parse_id(value)
+    if number is None:
+        raise ApiError(400, f"{name} must be a positive integer of at most {_MAX_ID}")
+    return number
 
 
 def _event_id(params: dict[str, Any]) -> str | None:
@@ -142,17 +169,20 @@ def _event_id(params: dict[str, Any]) -> str | None:
     raise ApiError(400, f"eventId must be a string of 1 to {_MAX_EVENT_ID_LENGTH} characters")
 
 
-def _number(value: Any, name: str) -> float | None:
+def _amount(value: Any, name: str) -> float | None:
+    """A payout or cost: a JSON number, or a number as text, finite and below 10**12 in size."""
     if value is None:
         return None
-    if isinstance(value, str):
-        try:
-            value = float(value.strip())
-        except ValueError:
-            raise ApiError(400, f"{name} must be a number") from None
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
-    raise ApiError(400, f"{name} must be a number")
+    number = None
+    if isinstance(value, str) and len(value) <= _MAX_AMOUNT_TEXT:
+        with contextlib.suppress(ValueError):  # not a number: refused below
+            number = float(value.strip())
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        # Compared before float(), which overflows on a 400-digit int.
+        number = float(value) if abs(value) < _MAX_AMOUNT else None
+    if number is None or not math.isfinite(number) or abs(number) >= _MAX_AMOUNT:
+        raise ApiError(400, f"{name} must be a number below {_MAX_AMOUNT:,} in size")
+    return number
 
 
 def _currency(value: Any) -> str | None:
@@ -172,7 +202,7 @@ def _extras(params: dict[str, Any], *fields: str) -> dict[str, Any]:
 
 @bp.post("/track/click", provide_automatic_options=False)
 def track_click() -> tuple[Response, int]:
-    params = _json_object()
+    params = json_object()
     click_id = _click_id(params)
     campaign_id = _positive_int(_required(params, "campaignId"), "campaignId")
     event_id = _event_id(params)
@@ -195,7 +225,7 @@ def track_postback() -> tuple[Response, int]:
     params = _params()
     click_id = _click_id(params)
     event_id = _event_id(params)
-    payout = _number(params.get("payout"), "payout")
+    payout = _amount(params.get("payout"), "payout")
     currency = _currency(params.get("currency"))
     created = _store().record_postback(
         click_id, _extras(params, "clickId"), event_id, payout, currency
@@ -210,7 +240,7 @@ def _campaign_id(raw: str) -> int:
 @bp.put("/campaigns/<raw_id>")
 def put_campaign(raw_id: str) -> tuple[Response, int]:
     campaign_id = _campaign_id(raw_id)
-    body = _json_object()
+    body = json_object()
     known = {"name", "statusMapper", "cost", "currency"}
     for key in body:
         if key not in known:
@@ -229,7 +259,7 @@ def put_campaign(raw_id: str) -> tuple[Response, int]:
             mapper = StatusMapper.from_json(body["statusMapper"])
         except MapperError as error:
             raise ApiError(400, str(error)) from None
-    cost = _number(body.get("cost"), "cost")
+    cost = _amount(body.get("cost"), "cost")
     if cost is not None and cost < 0:
         raise ApiError(400, "cost must not be negative")
     campaign = Campaign(campaign_id, name, mapper, cost, _currency(body.get("currency")))

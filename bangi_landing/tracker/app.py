@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Iterable
 
@@ -12,6 +13,10 @@ from . import altercpa, api, network, report
 from .store import TrackerStore
 
 DEFAULT_DB = "bangi-tracker.sqlite3"
+EXPOSED_WARNING = (
+    "Warning: the bundled tracker is for testing and demos. It has no authentication:"
+    " do not expose it; serve it on loopback (127.0.0.1) only."
+)
 MAX_BODY = 64 * 1024
 _API_MESSAGES = {
     404: "no such endpoint: see /api/v2/track/click, /api/v2/track/lead, /api/v2/track/postback",
@@ -21,19 +26,33 @@ _PRO_MESSAGES = {**_API_MESSAGES, 404: altercpa.NO_SUCH_ENDPOINT}
 
 
 def create_app(
-    db_path: str | os.PathLike[str] = DEFAULT_DB, *, altercpa_tokens: Iterable[str] | None = None
+    db_path: str | os.PathLike[str] = DEFAULT_DB,
+    *,
+    altercpa_tokens: Iterable[str] | None = None,
+    network_postback_url: str | None = None,
 ) -> Flask:
     """A tracker storing its events in the SQLite file ``db_path``.
 
-    ``altercpa_tokens`` are the site tokens the fake AlterCPA Pro accepts
-    (altercpa.py); when not given, those in ``$BANGI_TRACKER_ALTERCPA_TOKENS``
-    (comma-separated). The store is at ``app.extensions["bangi_tracker"]``;
-    close it when done with the app (the CLI does).
+    It is for tests and demos: it has no authentication, so serve it on
+    loopback only, never where others can reach it.
+
+    :param altercpa_tokens: the site tokens the fake AlterCPA Pro accepts
+        (altercpa.py); when not given, those in ``$BANGI_TRACKER_ALTERCPA_TOKENS``
+        (comma-separated).
+    :param network_postback_url: where the fake CPA network's buttons send
+        postbacks (network.py): a URL template with ``{sub1}``, ``{status}``,
+        ``{payout}`` and ``{offer_id}``, e.g. ``network.tracker_postback_url(url)``
+        for this tracker's own API once its URL is known. Without it the
+        buttons send nothing.
+
+    The store is at ``app.extensions["bangi_tracker"]``; close it when done
+    with the app (the CLI does).
     """
     tokens = altercpa.site_tokens(altercpa_tokens)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     app.config[altercpa.CONFIG_KEY] = tokens
+    app.config[network.POSTBACK_URL] = network_postback_url
     app.json.sort_keys = False  # type: ignore[attr-defined]  # keep params in the order sent
     app.extensions["bangi_tracker"] = TrackerStore(db_path)
     app.register_blueprint(api.bp)
@@ -44,6 +63,16 @@ def create_app(
     app.before_request(_refuse_oversized_chunked_body)
     app.before_request(_refuse_undecodable_query)
     return app
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or a name to listen on) reaches this machine alone."""
+    if host.casefold() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _refuse_undecodable_query() -> None:

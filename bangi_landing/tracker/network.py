@@ -8,14 +8,19 @@ postback keyed by that clickId. This blueprint plays the network:
   carry ``sub1``, a clickId, and stores it as sent;
 - ``GET /network`` lists the orders, each with buttons to approve, hold,
   reject or trash it;
-- a button sends the postback for real, an HTTP GET to the postback URL
-  (by default this tracker's ``/api/v2/track/postback``).
+- a button sends the postback for real, an HTTP GET to the configured
+  postback URL.
 
 Register it on the tracker app: ``app.register_blueprint(network.bp)``.
-Configuration (all optional): ``BANGI_NETWORK_POSTBACK_URL``, a template with
-the placeholders ``{tracker}``, ``{sub1}``, ``{status}``, ``{payout}`` and
-``{offer_id}``; ``BANGI_NETWORK_PAYOUT``, the payout of an approved or held
-order (default ``"10"``).
+Configuration: ``BANGI_NETWORK_POSTBACK_URL`` (``create_app``'s
+``network_postback_url``; the CLI makes it this tracker's own API, see
+``tracker_postback_url``), a template with the placeholders ``{sub1}``,
+``{status}``, ``{payout}`` and ``{offer_id}``; without it the buttons record
+the status and send nothing. The URL comes from configuration only, never from
+the request: a client's ``Host`` header must not choose where the tracker sends
+requests. ``BANGI_NETWORK_PAYOUT`` is the payout of an approved or held order
+(default ``"10"``). Secret URL parameters (the demo relay's ``secret``) are
+blanked wherever the page or the log shows the URL.
 """
 
 from __future__ import annotations
@@ -43,17 +48,18 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
 from ..click_id import EXAMPLE_CLICK_ID, parse_click_id
-from .api import ApiError
+from ..serving import RedactSecrets
+from .api import ApiError, json_object, parse_id
 from .store import TrackerStore
 
 log = logging.getLogger(__name__)
+log.addFilter(RedactSecrets())  # a failed postback's URL, in our message and in the error's
 
 bp = Blueprint("network", __name__, template_folder="templates")
 
-DEFAULT_POSTBACK_URL: Final = (
-    "{tracker}/api/v2/track/postback"
-    "?clickId={sub1}&status={status}&payout={payout}&offer_id={offer_id}"
-)
+POSTBACK_URL: Final = "BANGI_NETWORK_POSTBACK_URL"  # the config keys
+PAYOUT: Final = "BANGI_NETWORK_PAYOUT"
+NOT_SENT: Final = "not sent: no postback URL configured"
 DEFAULT_PAYOUT: Final = "10"
 POSTBACK_TIMEOUT: Final = (3, 5)  # seconds to connect, seconds to read
 ORDERS_SHOWN: Final = 200
@@ -67,7 +73,7 @@ POSTBACK_STATUSES: Final = {
     "trash": "Trash",
 }
 _PAID: Final = frozenset({"approved", "pending"})
-_PLACEHOLDER = re.compile(r"\{(tracker|sub1|status|payout|offer_id)\}")
+_PLACEHOLDER = re.compile(r"\{(sub1|status|payout|offer_id)\}")
 _VALUE_CHARS = 60
 
 # The page needs no script and posts only to itself. Referrer-Policy stays
@@ -97,8 +103,8 @@ def _headers(response: Response) -> Response:
 
 @bp.errorhandler(HTTPException)
 def _order_error(error: HTTPException) -> HTTPException | Response:
-    """The order intake is an API: its errors (including 413 and 415) are JSON."""
-    if request.endpoint != "network.receive_order":
+    """The order intake and the buttons' endpoint answer errors (413 and 415 too) as JSON."""
+    if request.endpoint not in ("network.receive_order", "network.send_postback"):
         return error
     message = error.description
     if error.code == 413:
@@ -117,10 +123,7 @@ def _order_fields() -> dict[str, Any]:
     if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
         return {key: items[0] if len(items) == 1 else items for key, items in request.form.lists()}
     if request.mimetype == "application/json" or request.mimetype.endswith("+json"):
-        body = request.get_json(silent=True)
-        if not isinstance(body, dict):
-            raise ApiError(400, 'send the order as a JSON object, e.g. {"sub1": "..."}')
-        return body
+        return json_object(example='{"sub1": "..."}')  # within the API's limits
     raise ApiError(415, "send the order form-encoded or as JSON")
 
 
@@ -139,12 +142,17 @@ def receive_order() -> tuple[Response, int]:
 # The postback
 
 
-def build_postback_url(
-    template: str, *, tracker: str, sub1: str, status: str, payout: str, offer_id: str
-) -> str:
-    """``template`` with its placeholders filled in; all but ``{tracker}`` URL-encoded."""
+def tracker_postback_url(tracker_url: str) -> str:
+    """The postback URL template of the tracker at ``tracker_url`` (its own API)."""
+    return (
+        f"{tracker_url.rstrip('/')}/api/v2/track/postback"
+        "?clickId={sub1}&status={status}&payout={payout}&offer_id={offer_id}"
+    )
+
+
+def build_postback_url(template: str, *, sub1: str, status: str, payout: str, offer_id: str) -> str:
+    """``template`` with its placeholders filled in, URL-encoded."""
     values = {
-        "tracker": tracker.rstrip("/"),
         "sub1": quote(sub1, safe=""),
         "status": quote(status, safe=""),
         "payout": quote(payout, safe=""),
@@ -162,6 +170,11 @@ def _text(value: Any) -> str:
     return "" if value is None else json.dumps(value, ensure_ascii=False)
 
 
+def _redacted(text: str) -> str:
+    """``text`` with the values of secret URL parameters blanked, as the request log has them."""
+    return RedactSecrets.PATTERN.sub(r"\1<redacted>", text)
+
+
 def _send(url: str) -> str:
     """GET the postback URL; what happened, for the orders page."""
     try:
@@ -174,8 +187,8 @@ def _send(url: str) -> str:
     return f"HTTP {response.status_code}"
 
 
-@bp.post("/network/orders/<int:order_id>/postback")
-def send_postback(order_id: int) -> BaseResponse:
+@bp.post("/network/orders/<raw_id>/postback")  # any id, checked below: a 404, never a 500
+def send_postback(raw_id: str) -> BaseResponse:
     # The buttons are a same-origin form: refuse a POST another site's page made.
     origin = request.headers.get("Origin")
     if origin is not None and origin != request.host_url.rstrip("/"):
@@ -183,19 +196,23 @@ def send_postback(order_id: int) -> BaseResponse:
     status = request.form.get("status", "")
     if status not in POSTBACK_STATUSES:
         abort(400, f"status must be one of {', '.join(POSTBACK_STATUSES)}")
-    order = _store().network_order(order_id)
-    if order is None:
+    order_id = parse_id(raw_id)
+    order = _store().network_order(order_id) if order_id is not None else None
+    if order_id is None or order is None:
         abort(404, "no such order")
-    payout = current_app.config.get("BANGI_NETWORK_PAYOUT", DEFAULT_PAYOUT)
-    url = build_postback_url(
-        current_app.config.get("BANGI_NETWORK_POSTBACK_URL") or DEFAULT_POSTBACK_URL,
-        tracker=request.host_url,
-        sub1=order["clickId"],
-        status=status,
-        payout=str(payout) if status in _PAID else "0",
-        offer_id=_text(order["params"].get("offer_id")),
-    )
-    _store().set_network_postback(order_id, status, _send(url))
+    template = current_app.config.get(POSTBACK_URL)
+    result = NOT_SENT
+    if template:
+        payout = current_app.config.get(PAYOUT, DEFAULT_PAYOUT)
+        url = build_postback_url(
+            template,
+            sub1=order["clickId"],
+            status=status,
+            payout=str(payout) if status in _PAID else "0",
+            offer_id=_text(_fields(order).get("offer_id")),
+        )
+        result = _send(url)
+    _store().set_network_postback(order_id, status, result)
     return redirect(url_for("network.orders_page"), 303)
 
 
@@ -205,7 +222,8 @@ def send_postback(order_id: int) -> BaseResponse:
 @dataclass(frozen=True)
 class OrderRow:
     id: int
-    received: str
+    received_date: str
+    received_time: str
     click_id: str
     journey_url: str | None
     name: str
@@ -225,11 +243,18 @@ def _time(stamp: str | None) -> str:
     return stamp[:19].replace("T", " ") if stamp else ""
 
 
+def _fields(order: dict[str, Any]) -> dict[str, Any]:
+    """The order's fields; stored ones that cannot be read back show as one ``params``."""
+    params = order["params"]
+    return params if isinstance(params, dict) else {"params": params}
+
+
 def _order_row(order: dict[str, Any], journeys: bool) -> OrderRow:
-    params: dict[str, Any] = order["params"]
+    params = _fields(order)
     return OrderRow(
         id=order["id"],
-        received=_time(order["receivedAt"]),
+        received_date=order["receivedAt"][:10],
+        received_time=order["receivedAt"][11:19],
         click_id=order["clickId"],
         journey_url=url_for("report.journey", raw_click_id=order["clickId"]) if journeys else None,
         name=_short(_text(params.get("name"))),
@@ -256,8 +281,8 @@ def orders_page() -> str:
         total=store.count_network_orders(),
         shown=ORDERS_SHOWN,
         statuses=POSTBACK_STATUSES,
-        postback_url=current_app.config.get("BANGI_NETWORK_POSTBACK_URL") or DEFAULT_POSTBACK_URL,
-        payout=current_app.config.get("BANGI_NETWORK_PAYOUT", DEFAULT_PAYOUT),
+        postback_url=_redacted(current_app.config.get(POSTBACK_URL) or ""),
+        payout=current_app.config.get(PAYOUT, DEFAULT_PAYOUT),
         intake_url=url_for("network.receive_order", _external=True),
         example_click_id=EXAMPLE_CLICK_ID,
         report_url=url_for("report.index") if journeys else None,

@@ -5,6 +5,9 @@ visitors and partners sent), so the views hand plain strings and numbers to
 autoescaped ``.html`` templates and never mark data safe. Calls to the fake
 AlterCPA Pro are shown with their token redacted, whoever sent it. The pages need no
 JavaScript and load nothing from elsewhere: the stylesheet is inline.
+
+A lead whose params list ``withheldFields`` (the names of the fields the
+landing held back as personal data, never their values) says so on its card.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ _PARAM_VALUE_CHARS = 40  # per value in the compact params column
 _PARAMS_CHARS = 120  # for the whole compact params column
 _TITLE_CHARS = 1000  # for the hover text holding the untruncated params
 _EVENT_TYPES = frozenset(EVENT_TYPES)
+WITHHELD = "withheldFields"  # a lead's param: the names of fields held back as personal data
 
 # Defence in depth for pages full of visitor-supplied text: no scripts, no
 # remote anything, only the inline stylesheet (and inline widths of funnel bars).
@@ -128,6 +132,7 @@ class CampaignRow:
     payouts: list[str]
     conversion: str
     funnel: list[FunnelStep]
+    paid: Mapping[str | None, float]  # accepted payout per currency
 
 
 @dataclass(frozen=True)
@@ -146,10 +151,27 @@ class EventRow:
     params_short: str
     params_full: str
     params: list[tuple[str, str]] = field(default_factory=list)
+    withheld: list[str] = field(default_factory=list)
+
+
+def _shown_params(params: Any) -> dict[str, Any]:
+    """Params as name -> value; stored params that are not an object show as one ``params``."""
+    return params if isinstance(params, dict) else {"params": params}
+
+
+def _withheld(params: Mapping[str, Any]) -> list[str]:
+    """The names in a lead's ``withheldFields``: fields the landing held back as personal data.
+
+    The middleware sends the names, never the values; a single name (a query
+    string's) counts as one, and what is not a name is left out.
+    """
+    value = params.get(WITHHELD)
+    names = value if isinstance(value, list) else [value]
+    return [_truncate(name, _PARAM_VALUE_CHARS) for name in names if isinstance(name, str) and name]
 
 
 def _event_row(event: Mapping[str, Any], names: Mapping[int, str | None]) -> EventRow:
-    params: Mapping[str, Any] = event["params"] if isinstance(event["params"], dict) else {}
+    params = _shown_params(event["params"])
     status, status_class = event["status"], _status_class(event["status"])
     if event["type"] == "altercpa":
         params = altercpa.shown(params)
@@ -157,6 +179,9 @@ def _event_row(event: Mapping[str, Any], names: Mapping[int, str | None]) -> Eve
     pairs = [(str(key), _value(value)) for key, value in params.items()]
     short = " ".join(f"{key}={_truncate(value, _PARAM_VALUE_CHARS)}" for key, value in pairs)
     full = " ".join(f"{key}={value}" for key, value in pairs)
+    withheld = _withheld(params) if event["type"] == "lead" else []
+    if withheld:  # the card says it in words instead
+        pairs = [(key, value) for key, value in pairs if key != WITHHELD]
     click_id = event["clickId"]
     return EventRow(
         id=event["id"],
@@ -175,6 +200,7 @@ def _event_row(event: Mapping[str, Any], names: Mapping[int, str | None]) -> Eve
         params_short=_truncate(short, _PARAMS_CHARS),
         params_full=_truncate(full, _TITLE_CHARS),
         params=pairs,
+        withheld=withheld,
     )
 
 
@@ -201,29 +227,38 @@ def _campaign_rows(store: TrackerStore) -> list[CampaignRow]:
                 clicks=clicks,
                 leads=leads,
                 statuses=statuses,
-                payouts=[
-                    _money(amount, currency)
-                    for currency, amount in sorted(
-                        by_currency.items(), key=lambda item: item[0] or ""
-                    )
-                ]
-                or [_money(0, summary["currency"])],
+                payouts=_amounts(by_currency) or [_money(0, summary["currency"])],
                 conversion=_percent(leads, clicks),
                 funnel=_funnel(clicks, leads, int(summary["accept"])),
+                paid=by_currency,
             )
         )
     return rows
 
 
+def _amounts(by_currency: Mapping[str | None, float]) -> list[str]:
+    """One amount per currency, ordered by currency (an amount without one first)."""
+    return [
+        _money(amount, currency)
+        for currency, amount in sorted(by_currency.items(), key=lambda item: item[0] or "")
+    ]
+
+
 def _totals(rows: list[CampaignRow]) -> dict[str, Any]:
     clicks = sum(row.clicks for row in rows)
     leads = sum(row.leads for row in rows)
+    paid: dict[str | None, float] = {}
+    for row in rows:
+        for currency, amount in row.paid.items():
+            paid[currency] = paid.get(currency, 0) + amount
     return {
         "campaigns": len(rows),
         "clicks": clicks,
         "leads": leads,
         "accepted": sum(dict(row.statuses)["accept"] for row in rows),
         "conversion": _percent(leads, clicks),
+        # Currencies are never added together: one total per currency.
+        "payouts": _amounts(paid) or [_money(0, None)],
     }
 
 

@@ -5,6 +5,10 @@ Exactly-once is enforced by the database, not by a read-then-write in Python:
 partial unique indexes make a repeated click (same clickId) or a repeated
 delivery (same type and eventId) an ``INSERT OR IGNORE`` that stores nothing,
 and the fake AlterCPA Pro's leads are unique on (click, exto) the same way.
+
+Reading never fails on a stored row: params that cannot be read back as JSON
+within untrusted.py's limits come back as their stored text, and text that is
+not UTF-8 with U+FFFD in place of its bad bytes.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import Any
 
 from .._sqlite import create_schema, switch_to_wal
 from ..statuses import PAID_STATUSES, Status, StatusMapper
+from .untrusted import load_stored
 
 EVENT_TYPES = ("click", "lead", "postback", "altercpa")
 
@@ -104,6 +109,10 @@ class ProMove:
     move: bool  # an existing lead takes ``status`` (click.json leaves it as it is)
 
 
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", "replace")
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
@@ -126,6 +135,8 @@ class TrackerStore:
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10)
         db.row_factory = sqlite3.Row
+        # Text another program wrote as invalid UTF-8 is shown with U+FFFD, not a 500.
+        db.text_factory = _text
         db.execute("PRAGMA synchronous = NORMAL")
         return db
 
@@ -393,7 +404,7 @@ class TrackerStore:
         return {
             "id": row["id"],
             "clickId": row["click_id"],
-            "params": json.loads(row["params"]),
+            "params": load_stored(row["params"]),
             "receivedAt": row["received_at"],
             "postbackStatus": row["postback_status"],
             "postbackResult": row["postback_result"],
@@ -480,7 +491,7 @@ def _event(row: sqlite3.Row) -> dict[str, Any]:
         "type": row["type"],
         "clickId": row["click_id"],
         "campaignId": row["campaign_id"],
-        "params": json.loads(row["params"]),
+        "params": load_stored(row["params"]),
         "status": row["status"],
         "payout": row["payout"],
         "currency": row["currency"],
