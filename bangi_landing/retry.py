@@ -10,6 +10,10 @@ from dataclasses import dataclass
 
 __all__ = ["CircuitBreaker", "RetryPolicy"]
 
+# Jitter from a generator of our own: the app's use of the random module (a seed,
+# a test's) neither steers our retries nor is disturbed by our threads.
+_jitter = random.Random().random
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -54,7 +58,7 @@ class RetryPolicy:
         failures: int,
         retry_after: float | None = None,
         *,
-        jitter: Callable[[], float] = random.random,
+        jitter: Callable[[], float] = _jitter,
     ) -> float:
         """Seconds to wait after ``failures`` failures in a row (1 for the first)."""
         if retry_after is not None:

@@ -36,6 +36,7 @@ from bangi_landing.tracker.app import MAX_BODY
 
 from .conftest import Landing, Tracker
 from .forked import exit_code
+from .test_middleware import form_click_ids
 from .test_outbox import Clock
 from .utils import Sink, live_server, silent_tracker
 
@@ -523,15 +524,16 @@ def test_a_body_over_the_limit_loses_its_largest_fields_never_ours() -> None:
         ('{"offer": "7", "score": NaN}', "score", "NaN"),
         ('{"offer": "7", "score": Infinity}', "score", "Infinity"),
         # A submit within the landing's 64 KiB is a lead over the tracker's.
-        (json.dumps({"offer": "7", "utm_term": "t" * (64 * 1024 - 30)}), "utm_term", None),
+        (json.dumps({"offer": "7", "utm_term": "t" * (64 * 1024 - 90)}), "utm_term", None),
     ],
     ids=["lone surrogate", "NaN", "Infinity", "64 KiB"],
 )
 def test_a_submit_the_tracker_could_not_store_becomes_a_lead_it_takes(
     landing: Landing, caplog: pytest.LogCaptureFixture, body: str, field: str, stored: str | None
 ) -> None:
+    [click_id, _] = form_click_ids(landing.get("/").text)
+    body = body.replace("{", f'{{"sub1": "{click_id}", ', 1)  # the form's field: a lead
     assert len(body) <= 64 * 1024
-    landing.get("/")
     with caplog.at_level(logging.INFO, logger="bangi_landing"):
         response = landing.post(data=body, headers={"Content-Type": "application/json"})
         assert response.status_code == 200
@@ -745,8 +747,9 @@ def test_each_destination_has_its_own_throttled_line_which_names_it(
         run(sender, clock, 61)  # every event due again, and the minute over
         later = warnings(caplog)
     # One line per destination at once, however many failed; then one a minute.
-    assert [f"{tracker_url}/api/v2/track/lead" in line for line in first] == [True, False]
-    assert [f"{pro_url}/api/site/click.json" in line for line in first] == [False, True]
+    assert len(first) == 2  # in whichever order the two were tried
+    assert sum(f"{tracker_url}/api/v2/track/lead" in line for line in first) == 1
+    assert sum(f"{pro_url}/api/site/click.json" in line for line in first) == 1
     assert len(later) == 2
     for where in (f"{tracker_url}/api/v2/track/lead", f"{pro_url}/api/site/click.json"):
         [line] = [line for line in later if where in line]
