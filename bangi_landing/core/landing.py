@@ -441,6 +441,11 @@ class LandingCore:
         except Exception:
             logger.exception("bangi-landing: could not queue a %s event", event.kind)
 
+    def flush(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for pending events to be delivered; True if they were."""
+        flush = getattr(self.sender, "flush", None)
+        return bool(flush(timeout)) if flush is not None else True
+
     def report_all(self, events: Iterable[Event]) -> None:
         for event in events:
             self.report(event)
