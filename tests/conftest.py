@@ -32,6 +32,36 @@ def _no_altercpa_tokens_from_the_environment(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.delenv(TOKENS_ENV, raising=False)
 
 
+class _ErrorsLogged(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture(autouse=True)
+def _errors_fail_the_test(request: pytest.FixtureRequest) -> Iterator[None]:
+    """The middleware fails open for its users, never for its tests: an error it logs
+    fails the test that caused it, unless the test is marked ``logs_errors``."""
+    errors = _ErrorsLogged()
+    logger = logging.getLogger("bangi_landing")
+    logger.addHandler(errors)
+    try:
+        yield
+    finally:
+        logger.removeHandler(errors)
+    if errors.records and request.node.get_closest_marker("logs_errors") is None:
+        first = errors.records[0]
+        pytest.fail(
+            f"bangi-landing logged {len(errors.records)} error(s), the first:"
+            f" {first.getMessage()}\n{logging.Formatter().formatException(first.exc_info)}"
+            if first.exc_info
+            else f"bangi-landing logged {len(errors.records)} error(s): {first.getMessage()}"
+        )
+
+
 @pytest.fixture(autouse=True)
 def _quiet_werkzeug() -> None:
     # The dev server logs every request; keep test output for what failed.

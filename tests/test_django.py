@@ -293,6 +293,7 @@ def test_the_relay_refuses_a_body_over_its_limit_unread(site: Landing) -> None:
     assert site.events() == []
 
 
+@pytest.mark.logs_errors
 def test_a_rewriting_failure_serves_the_page_unmodified_with_the_cookie(
     site: Landing, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -308,6 +309,7 @@ def test_a_rewriting_failure_serves_the_page_unmodified_with_the_cookie(
     assert "rewriting failed" in caplog.text
 
 
+@pytest.mark.logs_errors
 def test_a_request_side_failure_passes_the_request_through(
     site: Landing, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -432,6 +432,7 @@ def test_dead_tracker_costs_the_page_nothing(tracker: Tracker) -> None:
                 browser.cookies.clear()
 
 
+@pytest.mark.logs_errors
 def test_rewriter_failure_serves_the_page_unmodified(
     landing: Landing, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -446,6 +447,7 @@ def test_rewriter_failure_serves_the_page_unmodified(
     assert "rewriting failed" in caplog.text
 
 
+@pytest.mark.logs_errors
 def test_request_side_failure_passes_the_request_through(
     landing: Landing, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -378,6 +378,7 @@ def test_counters_are_logged_when_something_failed(
     assert " 0 retried" not in infos[-1]
 
 
+@pytest.mark.logs_errors
 def test_a_bug_in_a_destination_does_not_kill_the_threads(
     tracker: Tracker, outbox: Outbox, clock: Clock, caplog: pytest.LogCaptureFixture
 ) -> None:
