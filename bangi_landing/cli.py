@@ -1,9 +1,15 @@
-"""The ``bangi-landing`` command."""
+"""The ``bangi-landing`` command.
+
+Help texts come from docstrings written in reST, as the rest of the package's;
+``--help`` shows them as plain text (see ``_plain``).
+"""
 
 from __future__ import annotations
 
 import functools
+import inspect
 import os
+import re
 import secrets
 import time
 from collections.abc import Callable, Sequence
@@ -39,15 +45,70 @@ _outbox = click.option(
 )
 
 
-@click.group()
+_ROLE = re.compile(r":[\w:]+:`(~?)([^`]+)`")  # :class:`~a.B` (shown as B), :func:`a.f`
+_LITERAL = re.compile(r"``(.+?)``|`([^`]+)`", re.DOTALL)
+_FIELD = re.compile(r"^:\w+(?: [^:]+)?:.*(?:\n[ \t]+.*)*\n?", re.MULTILINE)  # a field list item
+
+
+def _plain(text: str | None) -> str | None:
+    """reST markup as plain text: ``code`` and `x` lose their marks, :param ...: fields go."""
+    if text is None:
+        return None
+    text = _FIELD.sub("", inspect.cleandoc(text))
+    text = _ROLE.sub(lambda found: found[2].rpartition(".")[2] if found[1] else found[2], text)
+    text = _LITERAL.sub(lambda found: found.group(1) or found.group(2), text)
+    return re.sub(r"::$", ":", text, flags=re.MULTILINE).strip()
+
+
+class _Command(click.Command):
+    """A command whose help, and its options' help, are plain text."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _plain_help(self)
+
+
+class _Group(click.Group):
+    """A group of plain-text commands that, given no command, shows its help (status 0).
+
+    Typing the bare command is asking what it does, not a usage error.
+    """
+
+    command_class = _Command
+    group_class = type  # its groups are _Groups too
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _plain_help(self)
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args and not ctx.resilient_parsing:
+            click.echo(ctx.get_help(), color=ctx.color)
+            ctx.exit(0)
+        return super().parse_args(ctx, args)
+
+
+def _plain_help(command: click.Command) -> None:
+    command.help = _plain(command.help)
+    for param in command.params:
+        if isinstance(param, click.Option):
+            param.help = _plain(param.help)
+
+
+@click.group(cls=_Group)
 @click.version_option(__version__, prog_name="bangi-landing")
 def main() -> None:
-    """Connect landing pages to CPA trackers."""
+    """Connect landing pages to CPA trackers.
+
+    Run ``bangi-landing COMMAND --help`` for a command's options.
+    """
 
 
 @main.command()
 @_host
-@click.option("--port", default=5001, show_default=True, type=_port)
+@click.option(
+    "--port", default=5001, show_default=True, type=_port, help="Port to listen on (0: any free)."
+)
 @_db
 @click.option(
     "--altercpa-token",
@@ -74,8 +135,16 @@ DEMO_RELAY_PATH = "/bangi/postback"
 
 @main.command()
 @_host
-@click.option("--port", default=5000, show_default=True, type=_port, help="The landing's port.")
-@click.option("--tracker-port", default=5001, show_default=True, type=_port)
+@click.option(
+    "--port", default=5000, show_default=True, type=_port, help="The landing's port (0: any free)."
+)
+@click.option(
+    "--tracker-port",
+    default=5001,
+    show_default=True,
+    type=_port,
+    help="The bundled tracker's port (0: any free).",
+)
 @_db
 @_outbox
 def demo(host: str, port: int, tracker_port: int, db: Path, outbox: Path) -> None:
