@@ -90,6 +90,13 @@ def warmed_up(landing: Shop) -> None:
     assert landing.wait_for_leads({click_id})
 
 
+def about(path: Path, caplog: pytest.LogCaptureFixture, level: int = logging.INFO) -> list[str]:
+    """What was logged about this outbox (an earlier test's landing still runs and may log)."""
+    return [
+        r.getMessage() for r in caplog.records if r.levelno >= level and str(path) in r.getMessage()
+    ]
+
+
 # The faults
 
 
@@ -205,7 +212,7 @@ def test_leads_ordered_while_the_outbox_is_sick_reach_the_tracker_after(
         warmed_up(landing)
         ordered = orders_during(landing, FAULTS[fault](path))
         assert landing.wait_for_leads(ordered), f"{len(ordered - landing.leads())} leads lost"
-    unwritten = [r for r in caplog.records if "could not write" in r.getMessage()]
+    unwritten = [m for m in about(path, caplog) if "could not write" in m]
     assert len(unwritten) <= 1, "write failures are logged once a minute, not once each"
 
 
@@ -244,8 +251,8 @@ def test_a_corrupt_outbox_is_moved_aside_at_start_and_the_landing_runs(
     assert aside.read_bytes() == garbage
     assert Path(f"{aside}-wal").read_bytes() == b"wal"
     assert Path(f"{aside}-shm").exists()  # SQLite rewrites this index of the WAL at once
-    [error] = [r for r in caplog.records if r.levelno >= logging.ERROR]
-    assert str(aside) in error.getMessage()
+    [error] = about(path, caplog, logging.ERROR)
+    assert str(aside) in error
 
 
 def test_corruption_found_while_running_is_moved_aside_once_without_tracebacks(
@@ -258,5 +265,5 @@ def test_corruption_found_while_running_is_moved_aside_once_without_tracebacks(
         assert landing.wait_for_leads(ordered)
         time.sleep(1.5)  # the delivery threads pass a few times over the new file
     assert len(list(tmp_path.glob("outbox.sqlite3.corrupt-*[0-9]"))) == 1
-    assert len([r for r in caplog.records if r.levelno >= logging.ERROR]) == 1
+    assert len(about(path, caplog, logging.ERROR)) == 1
     assert not [r.getMessage() for r in caplog.records if r.exc_info]
