@@ -1,15 +1,26 @@
-"""The ``bangi-landing`` command."""
+"""The ``bangi-landing`` command.
+
+Help texts come from docstrings written in reST, as the rest of the package's;
+``--help`` shows them as plain text (see ``_plain``).
+"""
 
 from __future__ import annotations
 
+import functools
+import inspect
+import os
+import re
 import secrets
 import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
 
-from . import __version__
-from .outbox import Outbox, default_path
+from . import __version__, config
+from .outbox import Outbox, state_dir
 from .retry import RetryPolicy
 from .serving import Site, serve
 
@@ -34,15 +45,70 @@ _outbox = click.option(
 )
 
 
-@click.group()
+_ROLE = re.compile(r":[\w:]+:`(~?)([^`]+)`")  # :class:`~a.B` (shown as B), :func:`a.f`
+_LITERAL = re.compile(r"``(.+?)``|`([^`]+)`", re.DOTALL)
+_FIELD = re.compile(r"^:\w+(?: [^:]+)?:.*(?:\n[ \t]+.*)*\n?", re.MULTILINE)  # a field list item
+
+
+def _plain(text: str | None) -> str | None:
+    """reST markup as plain text: ``code`` and `x` lose their marks, :param ...: fields go."""
+    if text is None:
+        return None
+    text = _FIELD.sub("", inspect.cleandoc(text))
+    text = _ROLE.sub(lambda found: found[2].rpartition(".")[2] if found[1] else found[2], text)
+    text = _LITERAL.sub(lambda found: found.group(1) or found.group(2), text)
+    return re.sub(r"::$", ":", text, flags=re.MULTILINE).strip()
+
+
+class _Command(click.Command):
+    """A command whose help, and its options' help, are plain text."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _plain_help(self)
+
+
+class _Group(click.Group):
+    """A group of plain-text commands that, given no command, shows its help (status 0).
+
+    Typing the bare command is asking what it does, not a usage error.
+    """
+
+    command_class = _Command
+    group_class = type  # its groups are _Groups too
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _plain_help(self)
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args and not ctx.resilient_parsing:
+            click.echo(ctx.get_help(), color=ctx.color)
+            ctx.exit(0)
+        return super().parse_args(ctx, args)
+
+
+def _plain_help(command: click.Command) -> None:
+    command.help = _plain(command.help)
+    for param in command.params:
+        if isinstance(param, click.Option):
+            param.help = _plain(param.help)
+
+
+@click.group(cls=_Group)
 @click.version_option(__version__, prog_name="bangi-landing")
 def main() -> None:
-    """Connect landing pages to CPA trackers."""
+    """Connect landing pages to CPA trackers.
+
+    Run ``bangi-landing COMMAND --help`` for a command's options.
+    """
 
 
 @main.command()
 @_host
-@click.option("--port", default=5001, show_default=True, type=_port)
+@click.option(
+    "--port", default=5001, show_default=True, type=_port, help="Port to listen on (0: any free)."
+)
 @_db
 @click.option(
     "--altercpa-token",
@@ -89,8 +155,16 @@ DEMO_RELAY_PATH = "/bangi/postback"
 
 @main.command()
 @_host
-@click.option("--port", default=5000, show_default=True, type=_port, help="The landing's port.")
-@click.option("--tracker-port", default=5001, show_default=True, type=_port)
+@click.option(
+    "--port", default=5000, show_default=True, type=_port, help="The landing's port (0: any free)."
+)
+@click.option(
+    "--tracker-port",
+    default=5001,
+    show_default=True,
+    type=_port,
+    help="The bundled tracker's port (0: any free).",
+)
 @_db
 @_outbox
 def demo(host: str, port: int, tracker_port: int, db: Path, outbox: Path) -> None:
@@ -152,36 +226,171 @@ def demo(host: str, port: int, tracker_port: int, db: Path, outbox: Path) -> Non
 
 @main.group()
 def outbox() -> None:
-    """Look after the outbox where a landing's events wait for the tracker."""
+    """Look after the outboxes where landings' events wait for their destinations.
+
+    Each landing has an outbox file of its own, named after its destinations
+    and campaign (``bangi-landing outbox list`` shows them all). These
+    commands find it from the settings the landing has: ``BANGI_OUTBOX``,
+    else ``BANGI_TRACKER_URL``, ``BANGI_ALTERCPA_URL`` and ``BANGI_CAMPAIGN_ID``
+    (or the options of those names); ``--outbox PATH`` names the file outright.
+    """
 
 
-_outbox_path = click.option(
-    "--outbox",
-    "path",
-    type=_FILE,
-    default=lambda: str(default_path()),
-    show_default="$BANGI_OUTBOX or ~/.local/state/bangi-landing/outbox.sqlite3",
-    help="The outbox file.",
+_where = (
+    click.option(
+        "--outbox",
+        "path",
+        type=_FILE,
+        default=None,
+        help="The outbox file. Default: $BANGI_OUTBOX, else the file of the landing"
+        " configured by the options below, else the only outbox in the state folder.",
+    ),
+    click.option(
+        "--tracker-url",
+        envvar="BANGI_TRACKER_URL",
+        metavar="URL",
+        help="The landing's Bangi tracker. Default: $BANGI_TRACKER_URL.",
+    ),
+    click.option(
+        "--altercpa-url",
+        envvar="BANGI_ALTERCPA_URL",
+        metavar="URL",
+        help="The landing's AlterCPA Pro. Default: $BANGI_ALTERCPA_URL.",
+    ),
+    click.option(
+        "--campaign-id",
+        envvar="BANGI_CAMPAIGN_ID",
+        type=click.IntRange(min=1),
+        help="The landing's campaign. Default: $BANGI_CAMPAIGN_ID.",
+    ),
 )
 
 
-def _open(path: Path) -> Outbox:
-    if not path.exists():
-        raise click.ClickException(f"no outbox at {path}")
-    return Outbox(path)
+@dataclass(frozen=True)
+class _Target:
+    """The outbox a command works on, and what the configuration given sends to."""
+
+    path: Path
+    configured: Path | None  # the outbox of the configuration given, if any
+    in_use: frozenset[str] | None  # the destination keys it uses; None: none given
+
+    def open(self) -> Outbox:
+        if not self.path.exists():
+            raise click.ClickException(f"no outbox at {self.path}{_others(self.path)}")
+        return Outbox(self.path)
+
+
+def _located(command: Callable[..., None]) -> Callable[..., None]:
+    """Give ``command`` the ``--outbox`` options, and a ``_Target`` made of them."""
+    return _with_target(command, _where)
+
+
+def _configured(command: Callable[..., None]) -> Callable[..., None]:
+    """The same without ``--outbox``: the configuration given is all ``command`` needs."""
+    return _with_target(command, _where[1:])
+
+
+def _with_target(
+    command: Callable[..., None], declarations: Sequence[Callable[[Any], Any]]
+) -> Callable[..., None]:
+    @functools.wraps(command)
+    def located(
+        tracker_url: str | None,
+        altercpa_url: str | None,
+        campaign_id: int | None,
+        path: Path | None = None,
+        **options: Any,
+    ) -> None:
+        try:
+            destinations = config.destinations(
+                tracker_url=tracker_url,
+                altercpa_url=altercpa_url,
+                # A destination's key has no secret in it: finding its outbox takes no token.
+                altercpa_token="-" if altercpa_url else None,
+                altercpa_click_param=None,
+                postback_templates=None,
+                required=False,
+            )
+        except config.ConfigurationError as error:
+            raise click.UsageError(str(error)) from None
+        configured = None
+        if destinations or os.environ.get("BANGI_OUTBOX"):
+            configured = config.outbox_path(destinations, campaign_id)
+        if path is None:
+            path = configured or _only_outbox()
+        in_use = frozenset(d.key for d in destinations) if destinations else None
+        command(_Target(path, configured, in_use), **options)
+
+    for option in reversed(declarations):
+        located = option(located)
+    return located
+
+
+def _outbox_files() -> list[Path]:
+    """The outboxes in the state folder (not what was moved aside, not their -wal or -shm)."""
+    return sorted(state_dir().glob("outbox*.sqlite3"))
+
+
+def _only_outbox() -> Path:
+    found = _outbox_files()
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise click.ClickException(
+            f"no outbox in {state_dir()}: set BANGI_TRACKER_URL (and BANGI_CAMPAIGN_ID) as the"
+            " landing has them, or pass --outbox PATH"
+        )
+    raise click.ClickException(
+        f"{len(found)} outboxes in {state_dir()}: set BANGI_TRACKER_URL (and BANGI_CAMPAIGN_ID)"
+        " as the landing has them, or pass --outbox PATH (see bangi-landing outbox list)"
+    )
+
+
+def _others(missing: Path) -> str:
+    """Where the outboxes are, for the message that ``missing`` is not one."""
+    found = [path.name for path in _outbox_files()]
+    if not found:
+        return ""
+    return f"; outboxes in {state_dir()}: {', '.join(found)} (see bangi-landing outbox list)"
+
+
+@outbox.command("list")
+@_configured
+def list_(target: _Target) -> None:
+    """The outboxes in the state folder: what waits in each, and for whom."""
+    found = _outbox_files()
+    if not found:
+        click.echo(f"No outbox in {state_dir()}.")
+        return
+    click.echo(f"Outboxes in {state_dir()}:")
+    for path in found:
+        counts = Outbox(path).counts()
+        pending = sum(states["pending"] for states in counts.values())
+        dead = sum(states["dead"] for states in counts.values())
+        mark = "  (this configuration's)" if path == target.configured else ""
+        click.echo(f"  {path.name}: {pending} pending, {dead} dead{mark}")
+        for destination in sorted(counts):
+            click.echo(f"      {destination}")
 
 
 @outbox.command()
-@_outbox_path
-def status(path: Path) -> None:
-    """What is waiting, per destination, and why events died."""
-    box = _open(path)
-    click.echo(f"Outbox: {path}")
+@_located
+def status(target: _Target) -> None:
+    """What is waiting, per destination, and why events died.
+
+    Destinations that the configuration given does not use are marked: no
+    landing configured so sends their events, and ``bangi-landing outbox purge``
+    removes them.
+    """
+    box = target.open()
+    click.echo(f"Outbox: {target.path}")
     counts = box.counts()
     if not counts:
-        click.echo("Empty: every event was delivered.")
+        click.echo("Nothing waits here: no pending or dead events.")
+    unused = sorted(set(counts) - target.in_use) if target.in_use is not None else []
     for destination, states in sorted(counts.items()):
-        click.echo(f"  {destination}: {states['pending']} pending, {states['dead']} dead")
+        mark = "  [not used by this configuration]" if destination in unused else ""
+        click.echo(f"  {destination}: {states['pending']} pending, {states['dead']} dead{mark}")
     oldest = box.oldest_pending()
     if oldest is not None:
         click.echo(f"Oldest pending event: {_age(time.time() - oldest)} old")
@@ -189,10 +398,37 @@ def status(path: Path) -> None:
         click.echo("Dead events, most common reasons first:")
         for destination, error, count in reasons:
             click.echo(f"  {count:>7}  {destination}  {error}")
+    if unused:
+        click.echo(
+            f"Not used by this configuration: {_n(len(unused), 'destination')}; remove one with"
+            " bangi-landing outbox purge --destination URL"
+        )
+    elif target.in_use is None and counts:
+        click.echo(
+            "Set BANGI_TRACKER_URL, BANGI_ALTERCPA_URL (or --tracker-url, --altercpa-url)"
+            " to mark the destinations your landing does not use."
+        )
+
+
+_yes = click.option("--yes", is_flag=True, help="Do it without asking.")
+
+
+def _confirm(question: str, yes: bool) -> None:
+    """Ask ``question``; without ``yes``, nothing but a yes on stdin goes ahead."""
+    if yes:
+        return
+    try:
+        agreed = click.confirm(question)
+    except click.Abort:  # stdin closed: nobody to ask
+        raise click.ClickException(
+            "no answer (stdin is closed): nothing was changed; pass --yes to go ahead"
+        ) from None
+    if not agreed:
+        raise click.Abort
 
 
 @outbox.command("retry-dead")
-@_outbox_path
+@_located
 @click.option(
     "--max-age",
     type=click.FloatRange(min=0, min_open=True),
@@ -200,24 +436,78 @@ def status(path: Path) -> None:
     show_default=True,
     help="Hours each revived event gets before it dies again.",
 )
-def retry_dead(path: Path, max_age: float) -> None:
+def retry_dead(target: _Target, max_age: float) -> None:
     """Send dead events again (after fixing what made them fail)."""
-    box = _open(path)
+    box = target.open()
+    revived = 0
     with click.progressbar(length=box.dead_count(), label="Reviving dead events") as bar:
         for done in box.retry_dead(max_age=max_age * 3600):
             bar.update(done)
-    click.echo("Running landings pick them up within seconds.")
+            revived += done
+    click.echo(f"Revived {_n(revived, 'dead event')}; running landings send them within seconds.")
 
 
 @outbox.command("purge-dead")
-@_outbox_path
-@click.confirmation_option(prompt="Delete every dead event for good?")
-def purge_dead(path: Path) -> None:
+@_located
+@_yes
+def purge_dead(target: _Target, yes: bool) -> None:
     """Delete dead events for good."""
-    box = _open(path)
+    box = target.open()
+    _confirm(f"Delete {_n(box.dead_count(), 'dead event')} in {target.path} for good?", yes)
+    deleted = 0
     with click.progressbar(length=box.dead_count(), label="Deleting dead events") as bar:
         for done in box.purge_dead():
             bar.update(done)
+            deleted += done
+    click.echo(f"Deleted {_n(deleted, 'dead event')}.")
+
+
+@outbox.command()
+@_located
+@click.option(
+    "--destination",
+    required=True,
+    metavar="URL",
+    help="The destination's URL, or its name as ``outbox status`` shows it.",
+)
+@_yes
+def purge(target: _Target, destination: str, yes: bool) -> None:
+    """Delete every event, pending or dead, waiting for one destination.
+
+    For a destination no landing sends to any more (``bangi-landing outbox
+    status`` marks those the configuration given does not use): its events
+    would wait for ever.
+    """
+    box = target.open()
+    counts = box.counts()
+    keys = [
+        key for key in sorted(counts) if destination in (key, _address(key), _address(key) + "/")
+    ]
+    if not keys:
+        raise click.ClickException(
+            f"no events for {destination} in {target.path}; its destinations:"
+            f" {', '.join(sorted(counts)) or 'none'}"
+        )
+    waiting = sum(counts[key]["pending"] + counts[key]["dead"] for key in keys)
+    in_use = [key for key in keys if target.in_use is not None and key in target.in_use]
+    warning = " (this configuration uses it!)" if in_use else ""
+    _confirm(f"Delete {_n(waiting, 'event')} of {', '.join(keys)}{warning} for good?", yes)
+    deleted = 0
+    with click.progressbar(length=waiting, label="Deleting events") as bar:
+        for key in keys:
+            for done in box.purge_destination(key):
+                bar.update(done)
+                deleted += done
+    click.echo(f"Deleted {_n(deleted, 'event')} of {', '.join(keys)}.")
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def _address(key: str) -> str:
+    """A destination key's address (``bangi http://host/`` -> ``http://host``)."""
+    return key.partition(" ")[2].rstrip("/")
 
 
 def _age(seconds: float) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sqlite3
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
 
 from .destinations import AlterCPAPro, BangiTracker, PostbackTemplates
-from .outbox import DEFAULT_OUTBOX, Outbox, default_path
+from .outbox import DEFAULT_OUTBOX, Outbox, state_dir
 from .visitors import BOT_AGENTS
 
 if TYPE_CHECKING:
@@ -134,13 +135,37 @@ def secret_key(value: str | None) -> str:
     return key
 
 
+def outbox_path(destinations: Iterable[Destination] = (), campaign_id: int | None = None) -> Path:
+    """``$BANGI_OUTBOX``, else this landing's own file in ``outbox.state_dir()``.
+
+    The file is ``outbox-<hash>.sqlite3``, the hash (12 hex digits) of the
+    destinations' keys (their kind and address, never a secret) and the
+    campaign id: the worker processes of a landing share it, another landing
+    of the same user (another tracker, another campaign) has its own, and a
+    landing started again with the same settings finds its events again.
+    ``bangi-landing outbox`` computes the same path from the same settings.
+    """
+    if env := os.environ.get("BANGI_OUTBOX"):
+        return Path(env)
+    keys = sorted({destination.key for destination in destinations})
+    digest = hashlib.blake2b("\n".join([*keys, f"campaign {campaign_id}"]).encode(), digest_size=6)
+    return state_dir() / f"outbox-{digest.hexdigest()}.sqlite3"
+
+
 def outbox(
-    value: str | os.PathLike[str] | None, *, journey_lifetime: float = 30 * 24 * 3600
+    value: str | os.PathLike[str] | None,
+    *,
+    journey_lifetime: float = 30 * 24 * 3600,
+    destinations: Iterable[Destination] = (),
+    campaign_id: int | None = None,
 ) -> Outbox | None:
-    """The outbox at ``value`` (``DEFAULT_OUTBOX``: ``default_path()``), None for memory only."""
+    """The outbox at ``value`` (``DEFAULT_OUTBOX``: ``outbox_path(destinations, campaign_id)``).
+
+    None for memory only.
+    """
     if value is None:
         return None
-    path = default_path() if value is DEFAULT_OUTBOX else Path(value)
+    path = outbox_path(destinations, campaign_id) if value is DEFAULT_OUTBOX else Path(value)
     try:
         return Outbox(path, journey_lifetime=journey_lifetime)
     except (OSError, sqlite3.Error) as error:

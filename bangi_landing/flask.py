@@ -29,7 +29,8 @@ Configuration keys (each falls back as noted when unset):
     string is comma-separated: ``"/order, /checkout"``.
 ``BANGI_OUTBOX``
     the ``outbox`` option: a path, or ``None`` for memory only; unset, the
-    environment variable, else ``~/.local/state/bangi-landing/outbox.sqlite3``.
+    environment variable, else the landing's own file,
+    ``~/.local/state/bangi-landing/outbox-<hash>.sqlite3``.
 
 ``BANGI_SUBMIT_PATHS`` are the paths the browser posts to, a blueprint's
 ``url_prefix`` included (``"/order/submit"`` for ``@order.post("/submit")`` on a

@@ -36,20 +36,27 @@ Two more tables serve journeys that outlive their rows:
 
 from __future__ import annotations
 
+import fcntl
 import json
+import logging
 import os
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ._sqlite import create_schema, switch_to_wal
 from .events import Event
 
-__all__ = ["DEFAULT_OUTBOX", "Claim", "Outbox", "default_path"]
+__all__ = ["DEFAULT_OUTBOX", "Claim", "Outbox", "OutboxBusy", "state_dir"]
+
+logger = logging.getLogger("bangi_landing")
+
+_T = TypeVar("_T")
 
 
 class _DefaultOutbox:
@@ -57,7 +64,7 @@ class _DefaultOutbox:
         return "DEFAULT_OUTBOX"
 
 
-# The ``outbox`` option's default: ``default_path()``, looked up when it is used.
+# The ``outbox`` option's default: ``config.outbox_path()``, looked up when it is used.
 DEFAULT_OUTBOX: Any = _DefaultOutbox()
 
 _SCHEMA = """
@@ -104,16 +111,17 @@ _INSERT = (
 )
 
 
-def default_path() -> Path:
-    """``$BANGI_OUTBOX``, else ``$XDG_STATE_HOME/bangi-landing/outbox.sqlite3``.
+def state_dir() -> Path:
+    """``$XDG_STATE_HOME/bangi-landing``, ``XDG_STATE_HOME`` defaulting to ``~/.local/state``.
 
-    ``XDG_STATE_HOME`` defaults to ``~/.local/state``: one file per user and
-    host, shared by every worker process of a landing.
+    Where default outboxes live, one per landing (see ``config.outbox_path``).
     """
-    if env := os.environ.get("BANGI_OUTBOX"):
-        return Path(env)
     state = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
-    return Path(state) / "bangi-landing" / "outbox.sqlite3"
+    return Path(state) / "bangi-landing"
+
+
+class OutboxBusy(sqlite3.OperationalError):
+    """The outbox could not be had before the caller's deadline (another thread or process)."""
 
 
 @dataclass(frozen=True)
@@ -131,6 +139,14 @@ class Outbox:
 
     Safe to use from many threads and processes: each thread of each process
     opens its own connection (a forked child never touches its parent's).
+
+    A sick file is survived, not fatal. A file deleted (or moved) while in use
+    is noticed before the next transaction and created again; a corrupt one
+    (not a database, or malformed), at start-up or later, is moved aside as
+    ``<name>.corrupt-<UTC timestamp>`` with its ``-wal`` and ``-shm``, logged at
+    ERROR once, and a fresh file takes its place. One process at a time does
+    either, under an ``flock`` on the file's directory. Other failures (locked,
+    read-only, disk full) are raised for the caller to retry.
 
     :param path: the SQLite file; its directory is created if needed.
     :param journey_lifetime: seconds a journey's data and its delivered
@@ -151,9 +167,14 @@ class Outbox:
         self.journey_lifetime = journey_lifetime
         self.clock = clock
         self._local = threading.local()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with _GUARD.held:
-            create_schema(self._connection(), _SCHEMA)
+        self._ready = False  # from now on, a missing file was deleted while in use
+
+        def create() -> None:
+            with _held(None):
+                create_schema(self._connection(None), _SCHEMA)
+
+        self._recovering(create, None)
+        self._ready = True
 
     # Writing events
 
@@ -164,12 +185,18 @@ class Outbox:
         *,
         max_age: float,
         keep_journeys: bool = False,
+        timeout: float | None = None,
     ) -> None:
         """Store each event once per destination (again: ignored), durably, in one transaction.
 
         :param destinations: keys, or keys mapped to the event kinds they take.
         :param keep_journeys: remember the journeys of these events (a click's
             URL parameters, an event's ``journey``) for delivery-time lookups.
+        :param timeout: seconds to wait, at most, for other threads and
+            processes (a request waiting for its answer); past them
+            :class:`OutboxBusy` (or the lock's ``sqlite3.OperationalError``) is
+            raised, and a corrupt file is left for a call without a timeout to
+            move aside. ``None``: ``BUSY_TIMEOUT`` for the lock.
         """
         now = self.clock()
         routes = destinations if isinstance(destinations, Mapping) else None
@@ -186,7 +213,8 @@ class Outbox:
             for e in events
             if keep_journeys and (e.kind == "click" or e.journey)
         ]
-        with self._transaction(durable=True) as db:
+
+        def write(db: sqlite3.Connection) -> None:
             db.executemany(_INSERT, rows)
             db.executemany(
                 "INSERT INTO journeys (click_id, params, expires_at) VALUES (?, ?, ?)"
@@ -195,12 +223,18 @@ class Outbox:
                 journeys,
             )
 
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self._run(write, durable=True, deadline=deadline)
+
     def forget_expired(self) -> None:
         """Drop journeys and delivered eventIds older than a journey's lifetime."""
         now = self.clock()
-        with self._transaction() as db:
+
+        def forget(db: sqlite3.Connection) -> None:
             db.execute("DELETE FROM delivered WHERE expires_at < ?", (now,))
             db.execute("DELETE FROM journeys WHERE expires_at < ?", (now,))
+
+        self._run(forget)
 
     # Delivering them
 
@@ -227,8 +261,8 @@ class Outbox:
         context (seed 004). A click starts its journey, so it never waits.
         """
         now = self.clock()
-        with self._transaction() as db:
-            rows = db.execute(
+        rows = self._run(
+            lambda db: db.execute(
                 "UPDATE outbox SET due_at = ?, lease = ? WHERE id IN ("  # noqa: S608 (fixed orders)
                 " SELECT id FROM outbox AS o WHERE destination = ? AND state = 'pending'"
                 " AND due_at <= ? AND (kind = 'click' OR NOT EXISTS (SELECT 1 FROM outbox AS older"
@@ -238,6 +272,7 @@ class Outbox:
                 " RETURNING id, event, attempts, expires_at",
                 (until, lease, destination, now, limit),
             ).fetchall()
+        )
         claims = [
             Claim(row_id, Event.from_dict(json.loads(text)), attempts, expires_at)
             for row_id, text, attempts, expires_at in rows
@@ -267,11 +302,12 @@ class Outbox:
 
     def extend(self, ids: Sequence[int], lease: str, until: float) -> None:
         """Keep the lease on rows still to be sent (a slow destination)."""
-        with self._transaction() as db:
-            db.executemany(
+        self._run(
+            lambda db: db.executemany(
                 "UPDATE outbox SET due_at = ? WHERE id = ? AND lease = ?",
                 [(until, row_id, lease) for row_id in ids],
             )
+        )
 
     def finish(
         self,
@@ -293,7 +329,8 @@ class Outbox:
         left to that sender, except that a delivered row is deleted anyway.
         """
         now = self.clock()
-        with self._transaction() as db:
+
+        def record(db: sqlite3.Connection) -> None:
             if sent:
                 ids = json.dumps(list(sent))
                 db.execute(
@@ -321,6 +358,8 @@ class Outbox:
                 " WHERE id = ? AND lease = ?",
                 [(error, i, lease) for i, error in dead],
             )
+
+        self._run(record)
 
     def next_due(self, destinations: Sequence[str], *, after: float | None = None) -> float | None:
         """When the earliest pending row of these destinations is due (after ``after``), or None."""
@@ -363,7 +402,7 @@ class Outbox:
 
     def retry_dead(self, *, max_age: float, batch: int = 1000) -> Iterator[int]:
         """Make dead events pending again, with ``max_age`` more to live; yields per batch."""
-        yield from self._each_dead_batch(
+        yield from self._each_batch(
             "UPDATE outbox SET state = 'pending', attempts = 0, due_at = :now,"
             " expires_at = :now + :max_age WHERE id IN (SELECT id FROM outbox"
             " WHERE state = 'dead' LIMIT :batch)",
@@ -372,17 +411,32 @@ class Outbox:
 
     def purge_dead(self, *, batch: int = 1000) -> Iterator[int]:
         """Delete dead events; yields the number deleted per batch."""
-        yield from self._each_dead_batch(
+        yield from self._each_batch(
             "DELETE FROM outbox WHERE id IN"
             " (SELECT id FROM outbox WHERE state = 'dead' LIMIT :batch)",
             {"batch": batch},
         )
 
-    def _each_dead_batch(self, sql: str, params: dict[str, float]) -> Iterator[int]:
+    def purge_destination(self, destination: str, *, batch: int = 1000) -> Iterator[int]:
+        """Delete every event (pending or dead) of ``destination``; yields the number per batch.
+
+        What is remembered as delivered to it goes too: nothing of it is left.
+        """
+        yield from self._each_batch(
+            "DELETE FROM outbox WHERE id IN"
+            " (SELECT id FROM outbox WHERE destination = :destination LIMIT :batch)",
+            {"destination": destination, "batch": batch},
+        )
+        self._run(
+            lambda db: db.execute("DELETE FROM delivered WHERE destination = ?", (destination,))
+        )
+
+    def _each_batch(self, sql: str, params: dict[str, object]) -> Iterator[int]:
         # Short transactions, so running senders are never held up for long.
         while True:
-            with self._transaction() as db:
-                changed = db.execute(sql, {**params, "now": self.clock()}).rowcount
+            changed = self._run(
+                lambda db: db.execute(sql, {**params, "now": self.clock()}).rowcount
+            )
             if not changed:
                 return
             yield changed
@@ -391,11 +445,11 @@ class Outbox:
 
     def close(self) -> None:
         """Close this thread's connection (others close when their thread's storage goes)."""
-        connection = getattr(self._local, "connection", None)
-        if connection is not None and getattr(self._local, "pid", None) == os.getpid():
-            with _GUARD.held:
-                connection.close()
-        self._local.__dict__.clear()
+        local = self._local
+        if getattr(local, "pid", None) == os.getpid():
+            with _held(None):
+                self._close_connection()
+        local.__dict__.clear()
 
     def _one(self, sql: str, params: Sequence[object] = ()) -> Any:
         """The first column of the first row of a read."""
@@ -403,29 +457,252 @@ class Outbox:
         return rows[0][0] if rows else None
 
     def _all(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
-        with _GUARD.held:
-            return self._connection().execute(sql, params).fetchall()
+        def read() -> list[Any]:
+            with _held(None):
+                return self._connection(None).execute(sql, params).fetchall()
 
-    def _connection(self) -> sqlite3.Connection:
+        return self._recovering(read, None)
+
+    def _run(
+        self,
+        work: Callable[[sqlite3.Connection], _T],
+        *,
+        durable: bool = False,
+        deadline: float | None = None,
+    ) -> _T:
+        """``work(db)`` in one ``BEGIN IMMEDIATE`` ... ``COMMIT``: writers queue up front.
+
+        ``durable``: ``synchronous=FULL``, and the file is checked after the
+        commit (see ``_check_file``). ``deadline`` (``time.monotonic()``):
+        when to give up waiting for other threads and processes.
+        """
+
+        def transaction() -> _T:
+            with _held(deadline):
+                db = self._connection(deadline)
+                local = self._local
+                if local.durable is not durable:
+                    db.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
+                    local.durable = durable
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    result = work(db)
+                    db.execute("COMMIT")
+                except BaseException:
+                    self._roll_back(db)
+                    raise
+                if durable:
+                    self._check_file()
+                return result
+
+        return self._recovering(transaction, deadline)
+
+    def _recovering(self, operation: Callable[[], _T], deadline: float | None) -> _T:
+        """``operation()``, and once more if the file was replaced or found corrupt.
+
+        A corrupt file is moved aside first, except by a caller with a
+        ``deadline`` (a request waiting for its answer): that one gets the
+        error, and a background thread, writing or delivering, does the move.
+        """
+        try:
+            return operation()
+        except _Replaced:
+            return operation()  # connects to the file now at the path
+        except sqlite3.DatabaseError as error:
+            if deadline is not None or not _is_corrupt(error):
+                raise
+            self._move_aside(error)
+            return operation()
+
+    def _connection(self, deadline: float | None) -> sqlite3.Connection:
+        """This thread's connection to the file now at ``path``, waiting until ``deadline``.
+
+        The caller holds ``_GUARD``. A file deleted, moved aside or replaced
+        since the connection was opened is noticed here (one ``stat``), and
+        the connection opened again: writing on into a file that is gone
+        would lose every event.
+        """
         local = self._local
         if getattr(local, "pid", None) != os.getpid():
             # A connection must not cross a fork (SQLite's rule). The parent's
             # stays referenced, never closed here: closing it could disturb
             # the parent's locks on the file.
-            if local.__dict__:
-                _INHERITED.append(local.__dict__.copy())
-                local.__dict__.clear()
-            connection = sqlite3.connect(
-                self.path, timeout=self.BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
-            )
-            switch_to_wal(connection, self.BUSY_TIMEOUT)
-            local.connection = connection
-            local.durable = None
-            local.pid = os.getpid()  # last: a failed connect is tried again next time
+            for name in ("connection", "corrupt"):
+                if (inherited := getattr(local, name, None)) is not None:
+                    _INHERITED.append(inherited)
+            local.__dict__.clear()
+            local.connection = local.corrupt = None
+            local.pid = os.getpid()
+        elif local.connection is not None and local.identity != _identity(self.path):
+            self._close_connection()  # SQLite leaves the -wal and -shm at the path alone
+        if local.connection is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with _directory_lock(self.path.parent, deadline):
+                self._connect(deadline)
+        busy = int(1000 * _seconds_left(deadline, self.BUSY_TIMEOUT))
+        if local.busy != busy:
+            local.connection.execute(f"PRAGMA busy_timeout = {busy}")
+            local.busy = busy
         return local.connection  # type: ignore[no-any-return]
 
-    def _transaction(self, *, durable: bool = False) -> _Transaction:
-        return _Transaction(self, durable)
+    def _connect(self, deadline: float | None, *, replacing: bool = False) -> None:
+        """Connect this thread to the file at ``path``, creating it if it is missing.
+
+        The caller holds the directory lock, so the file is complete (its
+        schema made) before any other process connects to it.
+        """
+        local = self._local
+        new = not self.path.exists()
+        if new:
+            if self._ready and not replacing:
+                logger.error(
+                    "bangi-landing: the outbox %s was deleted while in use; a new one was"
+                    " created (the events that waited in it are gone)",
+                    self.path,
+                )
+            # The journal of a deleted file would be taken for the new file's.
+            for leftover in _companions(self.path)[1:]:
+                leftover.unlink(missing_ok=True)
+        timeout = _seconds_left(deadline, self.BUSY_TIMEOUT)
+        connection = sqlite3.connect(
+            self.path, timeout=timeout, isolation_level=None, check_same_thread=False
+        )
+        local.identity = _identity(self.path)  # the file a corruption found next is about
+        try:
+            switch_to_wal(connection, _seconds_left(deadline, self.BUSY_TIMEOUT))
+            if new:
+                create_schema(connection, _SCHEMA)
+        except sqlite3.DatabaseError as error:
+            if _is_corrupt(error):
+                local.corrupt = connection  # closed once the file is moved aside (_move_aside)
+            else:
+                connection.close()
+            raise
+        except BaseException:
+            connection.close()
+            raise
+        local.connection = connection
+        local.durable = None
+        local.busy = int(1000 * timeout)
+
+    def _close_connection(self) -> None:
+        """Close this thread's connections (the caller holds ``_GUARD``)."""
+        local = self._local
+        for connection in (getattr(local, "connection", None), getattr(local, "corrupt", None)):
+            if connection is not None:
+                with suppress(sqlite3.Error):
+                    connection.close()
+        local.connection = local.corrupt = None
+
+    def _roll_back(self, db: sqlite3.Connection) -> None:
+        # A failed COMMIT (a full disk) can leave the transaction open, and
+        # every later BEGIN of this connection would fail.
+        if db.in_transaction:
+            try:
+                db.execute("ROLLBACK")
+            except sqlite3.Error:
+                self._close_connection()
+
+    def _check_file(self) -> None:
+        """After a durable commit: the rows are in the file at ``path``, a database still.
+
+        SQLite works from its cache and the WAL and would not notice either
+        the file deleted or moved aside meanwhile, or garbage written over
+        it, and the events would be lost with it.
+        """
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            raise _Replaced("the outbox was deleted or moved during a write") from None
+        try:
+            found = os.fstat(fd)
+            header = os.read(fd, len(_HEADER))
+        finally:
+            os.close(fd)
+        if (found.st_dev, found.st_ino) != self._local.identity:
+            raise _Replaced("the outbox was replaced during a write")
+        if header != _HEADER:
+            raise _NotADatabase("file is not a database (its header is gone)")
+
+    def _move_aside(self, error: sqlite3.DatabaseError) -> None:
+        """Rename the corrupt file, with its ``-wal`` and ``-shm``, and start a fresh one.
+
+        Only if the file at ``path`` is still the one this thread found
+        corrupt: another thread or process may have moved it already.
+        """
+        found = getattr(self._local, "identity", None)
+        with _held(None):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with _directory_lock(self.path.parent, None):
+                move = found is not None and _identity(self.path) == found
+                if move:
+                    aside = _aside_path(self.path)
+                    for source, target in zip(
+                        _companions(self.path), _companions(aside), strict=True
+                    ):
+                        with suppress(FileNotFoundError):
+                            source.rename(target)
+                    logger.error(
+                        "bangi-landing: the outbox %s is corrupt (%s): moved it aside to %s and"
+                        " started a new one; the events that waited in it are not sent",
+                        self.path,
+                        error,
+                        aside,
+                    )
+                # Closed only now: the last connection to a file still at its
+                # path would checkpoint into it and delete its -wal and -shm
+                # (SQLite leaves a moved file's alone).
+                self._close_connection()
+                if move:
+                    self._connect(None, replacing=True)
+
+
+_HEADER = b"SQLite format 3\x00"  # the first bytes of every SQLite database file
+
+
+class _Replaced(sqlite3.OperationalError):
+    """The file at the path is not the one this connection wrote to: try again there."""
+
+
+class _NotADatabase(sqlite3.DatabaseError):
+    """A file whose SQLite header was overwritten, found after a write."""
+
+    sqlite_errorcode = sqlite3.SQLITE_NOTADB
+
+
+def _is_corrupt(error: sqlite3.DatabaseError) -> bool:
+    """Whether ``error`` says the file is not a database, or a malformed one."""
+    code = getattr(error, "sqlite_errorcode", None) or 0
+    return code & 0xFF in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """Which file is at ``path`` (device, inode), None if none is."""
+    try:
+        found = path.stat()
+    except FileNotFoundError:
+        return None
+    return found.st_dev, found.st_ino
+
+
+def _companions(path: Path) -> list[Path]:
+    """The database file and the files SQLite keeps beside it in WAL mode."""
+    return [path, path.with_name(f"{path.name}-wal"), path.with_name(f"{path.name}-shm")]
+
+
+def _aside_path(path: Path) -> Path:
+    """``<name>.corrupt-<UTC timestamp>``, with a counter if that exists already."""
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    aside = path.with_name(f"{path.name}.corrupt-{stamp}")
+    n = 1
+    while any(companion.exists() for companion in _companions(aside)):
+        n += 1
+        aside = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
+    return aside
+
+
+def _seconds_left(deadline: float | None, default: float) -> float:
+    return default if deadline is None else max(0.0, deadline - time.monotonic())
 
 
 def _journey_of(event: Event) -> dict[str, str]:
@@ -436,7 +713,7 @@ def _journey_of(event: Event) -> dict[str, str]:
     return {**params, **event.journey}
 
 
-_INHERITED: list[dict[str, object]] = []
+_INHERITED: list[sqlite3.Connection] = []
 
 
 class _ForkGuard:
@@ -468,31 +745,40 @@ class _ForkGuard:
 _GUARD = _ForkGuard()
 
 
-class _Transaction:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on error): writers queue up front."""
+@contextmanager
+def _held(deadline: float | None) -> Iterator[None]:
+    """``_GUARD``, waited for until ``deadline`` at most.
 
-    def __init__(self, outbox: Outbox, durable: bool) -> None:
-        self.outbox = outbox
-        self.durable = durable
+    Another thread of this process may hold it for as long as SQLite makes
+    it wait for another process's lock.
+    """
+    lock = _GUARD.held  # looked up now: a fork replaces it in the child
+    if not lock.acquire(timeout=-1 if deadline is None else _seconds_left(deadline, 0.0)):
+        raise OutboxBusy("the outbox is busy: another thread of this process waits for it")
+    try:
+        yield
+    finally:
+        lock.release()
 
-    def __enter__(self) -> sqlite3.Connection:
-        self.lock = _GUARD.held
-        self.lock.acquire()
-        try:
-            db = self.outbox._connection()
-            local = self.outbox._local
-            if local.durable is not self.durable:
-                db.execute(f"PRAGMA synchronous = {'FULL' if self.durable else 'NORMAL'}")
-                local.durable = self.durable
-            db.execute("BEGIN IMMEDIATE")
-        except BaseException:
-            self.lock.release()
-            raise
-        self.db = db
-        return db
 
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        try:
-            self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
-        finally:
-            self.lock.release()
+@contextmanager
+def _directory_lock(directory: Path, deadline: float | None) -> Iterator[None]:
+    """An exclusive ``flock`` on the outbox's directory, shared by every process.
+
+    Held while a thread connects: one process at a time creates a missing
+    file or moves a corrupt one aside, and nobody connects to a file half made.
+    """
+    flags = fcntl.LOCK_EX if deadline is None else fcntl.LOCK_EX | fcntl.LOCK_NB
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, flags)
+                break
+            except BlockingIOError:
+                if _seconds_left(deadline, 0.0) <= 0:
+                    raise OutboxBusy("the outbox is busy: another process opens it") from None
+                time.sleep(0.005)
+        yield
+    finally:
+        os.close(fd)  # and the lock with it

@@ -24,6 +24,10 @@ thread for one written at once.
 
 A lead (``durable=True``) is written to the outbox by the request thread
 itself, before the response. A full queue does the same instead of dropping.
+An outbox that refuses a write (locked by another process, full, read-only,
+deleted, corrupt) costs a request ``LEAD_WRITE_TIMEOUT`` at most: the event
+then waits in memory, and the writer thread, retrying every
+``WRITE_RETRY_INTERVAL``, writes it when the outbox takes events again.
 The outbox keeps a journey's rows in order (see ``outbox.ORDER_DELAY``), so a
 lead written at once never reaches the tracker before its queued click.
 Threads start on first use and again in a forked child; at exit the queue is
@@ -62,6 +66,10 @@ EXIT_FLUSH_TIMEOUT = 2.0
 CLICK_GATHER = 0.05  # seconds the writer lets clicks gather: half the 100 ms promised
 START_CHECK_INTERVAL = 0.5  # how often start() looks at the threads
 FORGET_INTERVAL = 3600.0  # how often expired journey data is dropped from the outbox
+# A request writing its lead waits this long at most for a busy outbox (another
+# thread or process holds it), then leaves the lead to the writer thread.
+LEAD_WRITE_TIMEOUT = 0.5
+WRITE_RETRY_INTERVAL = 1.0  # how often the writer tries again while the outbox refuses events
 
 
 class Stats:
@@ -71,7 +79,8 @@ class Stats:
     destination); ``retried``: failed and scheduled again; ``failed``: refused
     for good by a destination (a 4xx); ``dead``: given up on after the maximum
     age, or after being refused for too long (see ``RetryPolicy``);
-    ``dropped``: lost, which only the in-memory mode does.
+    ``dropped``: lost, which only the in-memory mode does, and a click that
+    finds both the queue full and the outbox refusing it.
     """
 
     NAMES = ("queued", "sent", "retried", "failed", "dead", "dropped")
@@ -135,14 +144,19 @@ class _PendingEvents:
     def __len__(self) -> int:
         return len(self._events) + self._in_hand
 
-    def add(self, event: Event) -> bool:
-        """False when ``size`` events wait already."""
-        if len(self._events) >= self.size:
+    def add(self, event: Event, *, force: bool = False) -> bool:
+        """False when ``size`` events wait already (unless ``force``)."""
+        if len(self._events) >= self.size and not force:
             return False
         self._events.append(event)
         if not self._ready.is_set():
             self._ready.set()
         return True
+
+    def give_back(self, events: list[Event]) -> None:
+        """Put taken events back, first in line (call ``done`` for them as well)."""
+        self._events.extendleft(reversed(events))
+        self._ready.set()
 
     def wait(self) -> None:
         """Until something was added."""
@@ -209,6 +223,8 @@ class BackgroundSender:
         self.clock = clock
         self.report_interval = report_interval
         self.failure_log = ThrottledLog(clock=clock)  # what is not one destination's
+        self.write_log = ThrottledLog(clock=clock)  # the outbox refusing events
+        self._write_failing = False
         self._keys = [destination.key for destination in self.destinations]
         self._failure_logs = {key: ThrottledLog(clock=clock) for key in self._keys}
         self._routes = {destination.key: destination.kinds for destination in self.destinations}
@@ -251,9 +267,13 @@ class BackgroundSender:
         """Accept ``event`` for delivery. Never blocks on the network, never raises.
 
         With ``durable`` (and an outbox), the event is in the outbox when this
-        returns. False when it was lost, which only the in-memory mode does.
-        Whatever the event holds, it is cleaned (``events.clean_event``) before
-        it is stored or sent: a queued one by the thread that takes it.
+        returns, if the outbox took it within ``LEAD_WRITE_TIMEOUT``; if not,
+        it waits in memory (beyond the queue's size if need be) and the writer
+        thread writes it when the outbox takes events again. False when it was
+        lost: in the in-memory mode with the queue full, or a click with the
+        queue full and the outbox refusing it as well. Whatever the event
+        holds, it is cleaned (``events.clean_event``) before it is stored or
+        sent: a queued one by the thread that takes it.
         """
         try:
             self.start()
@@ -265,10 +285,19 @@ class BackgroundSender:
                     self.failure_log.warning("bangi-landing: send queue full, dropped an event")
                     return False
                 # A full queue: the page waits for a write; nothing is lost.
-            accepted = self._write([clean_event(event)])
-            if accepted:
+            event = clean_event(event)
+            if self._write([event], timeout=LEAD_WRITE_TIMEOUT):
                 self.stats.add("queued")
-            return accepted
+                return True
+            # The outbox refused it for now: the writer thread keeps trying.
+            if self._pending.add(event, force=durable):
+                return True  # counted as queued when taken
+            self.stats.add("dropped")
+            self.write_log.warning(
+                "bangi-landing: send queue full and the outbox refuses events: dropped a %s",
+                event.kind,
+            )
+            return False
         except Exception:
             logger.exception("bangi-landing: could not accept a %s event", event.kind)
             return False
@@ -302,7 +331,9 @@ class BackgroundSender:
             self._write_now.set()  # and what the writer has in hand, at once
             taken = self._take()
             try:
-                self._write(taken)
+                if not self._write(taken, timeout=max(0.0, deadline - time.monotonic())):
+                    self._pending.give_back(taken)  # for the writer thread to retry
+                    self.stats.add("queued", -len(taken))  # counted again when taken
             finally:
                 self._pending.done(taken)
         if not self._pending.join(max(0.0, deadline - time.monotonic())):
@@ -359,7 +390,10 @@ class BackgroundSender:
             self._write_now.clear()
             events = self._take()
             try:
-                self._write(events, retry_forever=True)
+                # While the outbox refuses them, they wait here, and the queue
+                # behind them holds the pages' events (see submit).
+                while not self._write(events):
+                    time.sleep(WRITE_RETRY_INTERVAL)
             finally:
                 self._pending.done(events)
 
@@ -370,28 +404,37 @@ class BackgroundSender:
             self.stats.add("queued", len(events))
         return [clean_event(event) for event in events]
 
-    def _write(self, events: list[Event], *, retry_forever: bool = False) -> bool:
-        """Put ``events`` in the outbox; from the writer thread, keep trying until it works."""
+    def _write(self, events: list[Event], *, timeout: float | None = None) -> bool:
+        """Put ``events`` in the outbox; False, logged at most once a minute, if it refused.
+
+        :param timeout: seconds to wait for a busy outbox (a request's, a flush's).
+        """
         if not events:
             return True
         assert self.outbox is not None
-        while True:
-            try:
-                self.outbox.add(
-                    events,
-                    self._routes,
-                    max_age=self.retry.max_age,
-                    keep_journeys=self._keep_journeys,
-                )
-                break
-            except Exception:
-                logger.exception(
-                    "bangi-landing: could not write %d events to the outbox", len(events)
-                )
-                if not retry_forever:
-                    self.stats.add("dropped", len(events))
-                    return False
-                time.sleep(1.0)  # a full disk or a long lock: the queue holds meanwhile
+        try:
+            self.outbox.add(
+                events,
+                self._routes,
+                max_age=self.retry.max_age,
+                keep_journeys=self._keep_journeys,
+                timeout=timeout,
+            )
+        except Exception as error:
+            self._write_failing = True
+            self.write_log.warning(
+                "bangi-landing: could not write %d events to the outbox %s (%s: %s);"
+                " %d events wait in memory until it takes them",
+                len(events),
+                self.outbox.path,
+                type(error).__name__,
+                error,
+                len(self._pending),
+            )
+            return False
+        if self._write_failing:
+            self._write_failing = False
+            logger.info("bangi-landing: the outbox %s takes events again", self.outbox.path)
         self.wake()
         return True
 

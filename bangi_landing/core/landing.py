@@ -171,8 +171,10 @@ class LandingCore:
         like) pass through untouched too, with the same exception.
     :param outbox: the SQLite file where events wait until the tracker has them,
         shared by the landing's worker processes. Default: ``BANGI_OUTBOX``, else
-        ``~/.local/state/bangi-landing/outbox.sqlite3``. ``None`` keeps events
-        in memory only (one attempt each, lost when the process ends).
+        ``~/.local/state/bangi-landing/outbox-<hash>.sqlite3``, a file of this
+        landing's own (the hash of its destinations and campaign, see
+        ``config.outbox_path``). ``None`` keeps events in memory only (one
+        attempt each, lost when the process ends).
     :param durable_clicks: write each click to the outbox before its page is
         returned, as leads always are, instead of within 100 ms after.
     :param sender: what delivers events; by default a background sender posting
@@ -256,7 +258,13 @@ class LandingCore:
             dict.fromkeys(name for d in self.destinations for name in d.journey_params)
         )
         self.sender: Sender = sender or BackgroundSender(
-            self.destinations, outbox=config.outbox(outbox, journey_lifetime=cookie_max_age)
+            self.destinations,
+            outbox=config.outbox(
+                outbox,
+                journey_lifetime=cookie_max_age,
+                destinations=self.destinations,
+                campaign_id=self.campaign_id,
+            ),
         )
         # A sender with start() (the background one) is started by the first request.
         self._start_sender = getattr(self.sender, "start", None)
