@@ -42,6 +42,7 @@ import logging
 import os
 import secrets
 import socket
+import sqlite3
 import sys
 import threading
 import time
@@ -159,8 +160,12 @@ class _PendingEvents:
         self._ready.set()
 
     def wait(self) -> None:
-        """Until something was added."""
+        """Until something was added (or ``wake`` was called)."""
         self._ready.wait()
+
+    def wake(self) -> None:
+        """End a ``wait`` with nothing added (the sender is closing)."""
+        self._ready.set()
 
     def take(self) -> list[Event]:
         """All that waits; call ``done`` once it is handled."""
@@ -229,6 +234,7 @@ class BackgroundSender:
         self._failure_logs = {key: ThrottledLog(clock=clock) for key in self._keys}
         self._routes = {destination.key: destination.kinds for destination in self.destinations}
         self._keep_journeys = any(destination.journey_params for destination in self.destinations)
+        self._closed = False
         self._start_fresh()
         ref = weakref.ref(self)
         # The child of a fork has no threads and may hold copies of locks that
@@ -320,6 +326,23 @@ class BackgroundSender:
         except Exception:
             logger.exception("bangi-landing: could not start the sender")
 
+    def close(self, timeout: float = EXIT_FLUSH_TIMEOUT) -> None:
+        """Deliver for at most ``timeout`` seconds, then stop the threads and close the outbox.
+
+        For a process that goes on without this sender (a test, an app that
+        replaces its middleware); what is left waits in the outbox for the
+        next sender. Events submitted afterwards are not delivered.
+        """
+        self.flush(timeout)
+        self._closed = True
+        self._pending.wake()
+        self._write_now.set()
+        self.wake()
+        for thread in self._threads:
+            thread.join(timeout)
+        if self.outbox is not None:
+            self.outbox.close()
+
     def flush(self, timeout: float = EXIT_FLUSH_TIMEOUT) -> bool:
         """Write what is queued to the outbox, then wait while anything due is being sent.
 
@@ -363,6 +386,8 @@ class BackgroundSender:
     def _ensure_threads(self) -> None:
         if self._pid != os.getpid():  # forked without the hook (e.g. os.fork in C code)
             self._start_fresh()
+        if self._closed:
+            return
         if self._threads and all(thread.is_alive() for thread in self._threads):
             return
         with self._lock:
@@ -384,7 +409,7 @@ class BackgroundSender:
                     self._threads.append(thread)
 
     def _write_queued(self) -> None:
-        while True:
+        while not self._closed:
             self._pending.wait()
             self._write_now.wait(CLICK_GATHER)
             self._write_now.clear()
@@ -392,7 +417,7 @@ class BackgroundSender:
             try:
                 # While the outbox refuses them, they wait here, and the queue
                 # behind them holds the pages' events (see submit).
-                while not self._write(events):
+                while not self._write(events) and not self._closed:
                     time.sleep(WRITE_RETRY_INTERVAL)
             finally:
                 self._pending.done(events)
@@ -439,7 +464,7 @@ class BackgroundSender:
         return True
 
     def _deliver_from_memory(self) -> None:
-        while True:
+        while not self._closed:
             self._pending.wait()
             events = self._take()
             for event in events:
@@ -462,9 +487,20 @@ class BackgroundSender:
                 self.stats.add("sent")
 
     def _deliver_from_outbox(self) -> None:
-        while True:
+        while not self._closed:
             try:
                 self.deliver_due()
+            except (sqlite3.Error, OSError) as error:
+                # The outbox is sick (full, locked, read-only): an operating fault,
+                # said once a minute; the rows wait on disk until it recovers.
+                self.write_log.warning(
+                    "bangi-landing: the outbox %s cannot be used for delivery (%s: %s);"
+                    " trying again every second",
+                    self.outbox.path if self.outbox is not None else "",
+                    type(error).__name__,
+                    error,
+                )
+                time.sleep(1.0)
             except Exception:
                 logger.exception("bangi-landing: unexpected error in the delivery loop")
                 time.sleep(1.0)

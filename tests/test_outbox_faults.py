@@ -71,8 +71,11 @@ def shop(outbox: Path) -> Iterator[Shop]:
         middleware = BangiLanding(
             landing_app, tracker_url=tracker_url, campaign_id=1, secret_key=SECRET, outbox=outbox
         )
-        with live_server(middleware) as url:
-            yield Shop(url, middleware, sink)
+        try:
+            with live_server(middleware) as url:
+                yield Shop(url, middleware, sink)
+        finally:
+            middleware.close(0)  # its threads must not touch the file after the test
 
 
 def orders_during(landing: Shop, fault: AbstractContextManager[object]) -> set[str]:
@@ -203,6 +206,7 @@ FAULTS: dict[str, Callable[[Path], AbstractContextManager[None]]] = {
 }
 
 
+@pytest.mark.logs_errors  # the outbox deleted or corrupt is an ERROR, once
 @pytest.mark.parametrize("fault", FAULTS)
 def test_leads_ordered_while_the_outbox_is_sick_reach_the_tracker_after(
     tmp_path: Path, fault: str, caplog: pytest.LogCaptureFixture
@@ -224,6 +228,7 @@ def test_leads_ordered_while_the_disk_is_full_reach_the_tracker_after(small_disk
         assert landing.wait_for_leads(ordered), f"{len(ordered - landing.leads())} leads lost"
 
 
+@pytest.mark.logs_errors  # the outbox deleted or corrupt is an ERROR, once
 def test_a_deleted_outbox_is_made_anew_while_another_process_still_has_it_open(
     tmp_path: Path,
 ) -> None:
@@ -236,6 +241,7 @@ def test_a_deleted_outbox_is_made_anew_while_another_process_still_has_it_open(
         assert landing.wait_for_leads(ordered), f"{len(ordered - landing.leads())} leads lost"
 
 
+@pytest.mark.logs_errors  # the outbox deleted or corrupt is an ERROR, once
 def test_a_corrupt_outbox_is_moved_aside_at_start_and_the_landing_runs(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -255,6 +261,7 @@ def test_a_corrupt_outbox_is_moved_aside_at_start_and_the_landing_runs(
     assert str(aside) in error
 
 
+@pytest.mark.logs_errors  # the outbox deleted or corrupt is an ERROR, once
 def test_corruption_found_while_running_is_moved_aside_once_without_tracebacks(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -800,3 +800,19 @@ def test_throttled_log_reports_what_it_held_back(caplog: pytest.LogCaptureFixtur
 def test_delivery_error_carries_its_verdict() -> None:
     error = DeliveryError("HTTP 429", retryable=True, retry_after=3.0)
     assert (str(error), error.retryable, error.retry_after) == ("HTTP 429", True, 3.0)
+
+
+def test_close_delivers_then_stops_every_thread(
+    sink: tuple[Sink, str], outbox: Outbox, clock: Clock
+) -> None:
+    server, url = sink
+    sender = sender_for(url, outbox, clock)
+    sender.submit(click())
+    threads = list(sender._threads)
+    assert threads and all(thread.is_alive() for thread in threads)
+    sender.close(10)
+    assert len(server.received) == 1
+    assert not any(thread.is_alive() for thread in threads)
+    sender._next_start_check = 0.0  # look now, not in half a second
+    sender.start()  # a closed sender starts nothing again
+    assert not any(thread.is_alive() for thread in sender._threads)

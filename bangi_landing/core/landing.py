@@ -454,6 +454,12 @@ class LandingCore:
         flush = getattr(self.sender, "flush", None)
         return bool(flush(timeout)) if flush is not None else True
 
+    def close(self, timeout: float = 2.0) -> None:
+        """Deliver for at most ``timeout`` seconds, then stop delivery (if the sender can)."""
+        close = getattr(self.sender, "close", None)
+        if close is not None:
+            close(timeout)
+
     def report_all(self, events: Iterable[Event]) -> None:
         for event in events:
             self.report(event)
