@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 
-from bangi_landing import BangiLanding
+from asgiref.wsgi import WsgiToAsgi
+
+from bangi_landing import BangiLanding, BangiLandingASGI
 from bangi_landing.destinations import BangiTracker
 from bangi_landing.outbox import Outbox
 from bangi_landing.retry import RetryPolicy
@@ -22,3 +24,7 @@ sender = BackgroundSender(
     retry=RetryPolicy(first=0.1, longest=0.5),
 )
 app = BangiLanding(landing_app, campaign_id=1, secret_key="fault-test-secret-key", sender=sender)
+# The same landing as an ASGI app, for uvicorn: the WSGI app in a thread, our ASGI door around it.
+asgi_app = BangiLandingASGI(
+    WsgiToAsgi(landing_app), campaign_id=1, secret_key="fault-test-secret-key", sender=sender
+)

@@ -1,5 +1,6 @@
-"""Delivery under faults, with real processes: gunicorn serving tests/fault_app.py over one
-outbox, a tracker stand-in on loopback that goes down and comes back, SIGKILL.
+"""Delivery under faults, with real processes: gunicorn (WSGI) and uvicorn (ASGI) workers
+serving tests/fault_app.py over one outbox, a tracker stand-in on loopback that goes
+down and comes back, SIGKILL.
 
 Each test drives real page views (new visitors: one click each) and real order
 submits (one lead each), then compares what the tracker got with what the
@@ -38,18 +39,34 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-class Landing:
-    """gunicorn running the fault app, in its own process group."""
+# server: (its command line but the options, the line of its log that gives its URL)
+SERVERS = {
+    "gunicorn": (
+        [sys.executable, "-m", "gunicorn", "--no-control-socket", "--bind", "127.0.0.1:0",
+         "tests.fault_app:app"],
+        r"Listening at: (http://\S+)",
+    ),
+    "uvicorn": (
+        [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", "{port}",
+         "tests.fault_app:asgi_app"],
+        r"Uvicorn running on (http://\S+)",
+    ),
+}  # fmt: skip
 
-    def __init__(self, outbox: Path, tracker_port: int, *options: str) -> None:
+
+class Landing:
+    """A server running the fault app, in its own process group."""
+
+    def __init__(self, server: str, outbox: Path, tracker_port: int, *options: str) -> None:
         env = {
             **os.environ,
             "BANGI_TRACKER_URL": f"http://127.0.0.1:{tracker_port}",
             "BANGI_OUTBOX": str(outbox),
         }
-        command = [sys.executable, "-m", "gunicorn", "--no-control-socket", "--bind"]
+        command, listening = SERVERS[server]
+        command = [part.format(port=free_port()) for part in command]
         self.process = subprocess.Popen(
-            [*command, "127.0.0.1:0", *options, "tests.fault_app:app"],
+            [*command, *options],
             cwd=ROOT,
             env=env,
             stderr=subprocess.PIPE,
@@ -58,11 +75,22 @@ class Landing:
         )
         assert self.process.stderr is not None
         for line in self.process.stderr:
-            if found := re.search(r"Listening at: (http://\S+)", line):
+            if found := re.search(listening, line):
                 self.url = found.group(1)
                 break
         else:
-            raise RuntimeError("gunicorn did not start")
+            raise RuntimeError(f"{server} did not start")
+        # uvicorn names its URL before its workers listen: wait until one does.
+        host, port = self.url.removeprefix("http://").split(":")
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection((host, int(port)), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
         # Keep reading its log, so a full pipe never blocks it.
         self.log: list[str] = []
         self._reader = threading.Thread(target=self.log.extend, args=(self.process.stderr,))
@@ -94,8 +122,8 @@ class Landing:
 
 
 @contextmanager
-def landing(outbox: Path, tracker_port: int, *options: str) -> Iterator[Landing]:
-    server = Landing(outbox, tracker_port, *options)
+def landing(server_name: str, outbox: Path, tracker_port: int, *options: str) -> Iterator[Landing]:
+    server = Landing(server_name, outbox, tracker_port, *options)
     failed = False
     try:
         yield server
@@ -107,7 +135,7 @@ def landing(outbox: Path, tracker_port: int, *options: str) -> Iterator[Landing]
             server.stop(signal.SIGKILL)
         if failed:  # pytest shows what was printed with the failure
             server._reader.join(5)
-            print("gunicorn's log:", *server.log, sep="\n")
+            print(f"{server_name}'s log:", *server.log, sep="\n")
 
 
 def traffic(server: Landing, views: int, orders: int) -> tuple[list[str], list[str]]:
@@ -139,9 +167,10 @@ def assert_delivered_once(sink: Sink, viewed: list[str], ordered: list[str]) -> 
 
 
 @pytest.mark.slow
-def test_tracker_down_during_a_burst_then_back(tmp_path: Path) -> None:
+@pytest.mark.parametrize("server_name", SERVERS)
+def test_tracker_down_during_a_burst_then_back(tmp_path: Path, server_name: str) -> None:
     port, sink = free_port(), Sink()
-    with landing(tmp_path / "outbox.sqlite3", port, "--workers", "2") as server:
+    with landing(server_name, tmp_path / "outbox.sqlite3", port, "--workers", "2") as server:
         viewed, ordered = traffic(server, views=150, orders=30)  # the tracker is down
         time.sleep(1.0)  # retries fail meanwhile
         assert sink.received == []
@@ -154,14 +183,15 @@ def test_tracker_down_during_a_burst_then_back(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_sigkill_with_events_pending_loses_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("server_name", SERVERS)
+def test_sigkill_with_events_pending_loses_nothing(tmp_path: Path, server_name: str) -> None:
     port, sink, outbox = free_port(), Sink(), tmp_path / "outbox.sqlite3"
-    with landing(outbox, port, "--workers", "1") as server:
+    with landing(server_name, outbox, port, "--workers", "1") as server:
         viewed, ordered = traffic(server, views=60, orders=15)  # the tracker is down
         time.sleep(0.15)  # clicks are in the outbox within 100 ms of their page
         server.stop(signal.SIGKILL)
     assert Outbox(outbox).depth() == len(viewed) + 2 * len(ordered)
-    with live_server(sink, port), landing(outbox, port, "--workers", "1") as server:
+    with live_server(sink, port), landing(server_name, outbox, port, "--workers", "1") as server:
         requests.get(server.url + "/style.css", timeout=10)  # any request starts the sender
         expected = len(viewed) + 2 * len(ordered)
         assert wait_until(lambda: len(sink.received) >= expected)
@@ -170,11 +200,15 @@ def test_sigkill_with_events_pending_loses_nothing(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("preload", [False, True], ids=["workers", "preload"])
-def test_four_gunicorn_workers_share_one_outbox(tmp_path: Path, preload: bool) -> None:
-    port, sink = free_port(), Sink()
+@pytest.mark.parametrize(
+    ("server_name", "preload"),
+    [("gunicorn", False), ("gunicorn", True), ("uvicorn", False)],
+    ids=["gunicorn", "gunicorn-preload", "uvicorn"],
+)
+def test_four_workers_share_one_outbox(tmp_path: Path, server_name: str, preload: bool) -> None:
+    port, sink, outbox = free_port(), Sink(), tmp_path / "outbox.sqlite3"
     options = ["--workers", "4", *(["--preload"] if preload else [])]
-    with live_server(sink, port), landing(tmp_path / "outbox.sqlite3", port, *options) as server:
+    with live_server(sink, port), landing(server_name, outbox, port, *options) as server:
         viewed, ordered = traffic(server, views=200, orders=40)
         expected = len(viewed) + 2 * len(ordered)
         assert wait_until(lambda: len(sink.received) >= expected)
