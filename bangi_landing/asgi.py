@@ -200,24 +200,25 @@ class _Responder:
     async def _start(self, message: Message) -> None:
         core = self.core
         try:
-            headers = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in message["headers"]]
-            shape = core.responses.get(str(message["status"]), headers)
+            shape = core.responses.get_raw(message["status"], message["headers"])
             events, set_cookie, rewrite = core.decide_shape(self.meta, self.journey, shape)
         except Exception:
             logger.exception("bangi-landing: could not process a response; serving it as is")
             await self._send(message)
             return
-        if any(core.is_durable(event) for event in events):
-            await asyncio.to_thread(core.report_all, events)  # a lead: on disk before the answer
-        else:
-            core.report_all(events)  # a click only goes on a queue
+        if events:
+            if core.is_durable(events[0]):  # a lead: on disk before the answer, off the loop
+                await asyncio.to_thread(core.report_all, events)
+            else:
+                core.report_all(events)  # a click only goes on a queue
         if not (rewrite or set_cookie):
             await self._send(message)
             return
-        changed = [*(shape.rewritten if rewrite else shape.kept)]
+        headers = [*(shape.raw_rewritten if rewrite else shape.raw_kept)]
         if set_cookie:
-            changed.append(("Set-Cookie", core.cookie_header(self.journey, secure=self.secure)))
-        start = {**message, "headers": [(n.lower().encode(), v.encode()) for n, v in changed]}
+            cookie = core.cookie_header(self.journey, secure=self.secure)
+            headers.append((b"set-cookie", cookie.encode("latin-1")))
+        start = {**message, "headers": headers}
         if rewrite:
             self.rewriting, self.held = True, start
         else:

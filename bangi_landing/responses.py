@@ -25,6 +25,7 @@ HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 WATCHED = ("content-type", "content-encoding", "content-disposition", "content-length")
 
 Headers = list[tuple[str, str]]
+RawHeaders = list[tuple[bytes, bytes]]  # ASGI's: lowercase names, latin-1 bytes
 
 
 class ResponseShape(NamedTuple):
@@ -36,6 +37,8 @@ class ResponseShape(NamedTuple):
     length: int  # Content-Length, or -1
     rewritten: Headers  # the headers when the body gets the clickId (without Set-Cookie)
     kept: Headers  # the headers when only the cookie is set (without Set-Cookie)
+    raw_rewritten: RawHeaders  # the same two, as ASGI sends them
+    raw_kept: RawHeaders
 
 
 class ResponseShapes:
@@ -51,17 +54,35 @@ class ResponseShapes:
         self._lock = threading.Lock()
 
     def get(self, status: str, headers: Headers) -> ResponseShape:
+        """The shape of a WSGI response: its status line and header list."""
         key = (status, *headers)
         try:
             shape = self._shapes.get(key)
         except TypeError:  # headers as lists: valid WSGI, but no dict key
             return shape_of(status, headers)
         if shape is None:
-            shape = shape_of(status, headers)
-            with self._lock:
-                if len(self._shapes) >= self.max_size:
-                    self._shapes.clear()
-                self._shapes[key] = shape
+            shape = self._remember(key, shape_of(status, headers))
+        return shape
+
+    def get_raw(self, status: int, headers: RawHeaders) -> ResponseShape:
+        """The shape of an ASGI response: its status code and raw headers, read as latin-1."""
+        key = (status, *headers)
+        try:
+            shape = self._shapes.get(key)
+        except TypeError:  # headers as lists
+            shape, key = None, ()
+        if shape is None:
+            decoded = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in headers]
+            shape = shape_of(str(status), decoded)
+            if key:
+                self._remember(key, shape)
+        return shape
+
+    def _remember(self, key: tuple[object, ...], shape: ResponseShape) -> ResponseShape:
+        with self._lock:
+            if len(self._shapes) >= self.max_size:
+                self._shapes.clear()
+            self._shapes[key] = shape
         return shape
 
 
@@ -99,7 +120,13 @@ def shape_of(status: str, headers: Headers) -> ResponseShape:
         int(length) if length.isascii() and length.isdigit() else -1,
         rewritten,
         kept,
+        _raw(rewritten),
+        _raw(kept),
     )
+
+
+def _raw(headers: Headers) -> RawHeaders:
+    return [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers]
 
 
 def classify(code: int, found: Mapping[str, str]) -> tuple[bool, bool]:
