@@ -14,9 +14,8 @@ from typing import Any
 
 import requests
 
-from .test_demo_e2e import eventually
+from .utils import SUB1, eventually
 
-SUB1 = re.compile(r'<input type="hidden" name="sub1" value="([0-9a-f-]{36})">')
 # The middleware puts the field right after the form's start tag.
 ORDER_FORM = re.compile(r'<form\b[^>]*\bmethod="post"[^>]*>' + SUB1.pattern)
 COOKIE = "bangi_journey"

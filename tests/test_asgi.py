@@ -17,10 +17,7 @@ import pytest
 import requests
 
 from .conftest import Tracker
-from .journey import SUB1
-from .test_demo_e2e import eventually
-from .test_faults import free_port
-from .test_servers import running, wait_for_port
+from .utils import SUB1, eventually, free_port, running, wait_for_port
 
 RELAY = "/bangi/postback"
 RELAY_SECRET = "asgi-relay-secret-0123456"

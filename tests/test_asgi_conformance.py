@@ -16,8 +16,7 @@ import pytest
 
 from bangi_landing.asgi import BangiLandingASGI
 
-from .test_property import ADDED
-from .test_wsgi_conformance import Recorder
+from .utils import ADDED, Recorder
 
 PAGE = b'<html><form action="/submit" method="post"><input name="q"></form></html>'
 CLICK_ID = "0b0e3a4c-2c47-4b8e-9d0c-7f1e2d3c4b5a"

@@ -7,8 +7,8 @@ import requests
 from examples.bottle_landing import create_app
 
 from .conftest import Tracker
-from .journey import CUSTOMER, SUB1, land, order, tracked
-from .utils import live_server
+from .journey import CUSTOMER, land, order, tracked
+from .utils import SUB1, live_server
 
 AD = {"utm_source": "tiktok", "utm_campaign": "ring-launch", "ad_id": "42"}
 

@@ -6,8 +6,7 @@ import re
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -15,6 +14,8 @@ from typing import Any, TypeVar
 import html5lib
 import pytest
 import requests
+
+from .utils import eventually
 
 T = TypeVar("T")
 SUB1 = re.compile(r'<input type="hidden" name="sub1" value="([0-9a-f-]{36})">')
@@ -32,16 +33,6 @@ class Demo:
         response.raise_for_status()
         events: list[dict[str, Any]] = response.json()["events"]
         return events
-
-
-def eventually(probe: Callable[[], T], timeout: float = 10) -> T:
-    """The first truthy result of ``probe``; delivery is in the background."""
-    deadline = time.monotonic() + timeout
-    while not (result := probe()):
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting")
-        time.sleep(0.02)
-    return result
 
 
 @pytest.fixture

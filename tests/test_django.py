@@ -35,8 +35,8 @@ from bangi_landing.sender import BackgroundSender
 
 from .conftest import Landing, Tracker
 from .django_project import settings as project_settings
-from .journey import CUSTOMER, ORDER_FORM, SUB1, tracked
-from .utils import live_server
+from .journey import CUSTOMER, ORDER_FORM, tracked
+from .utils import SUB1, live_server
 
 # Django's settings are process-wide: configured once, here, from the test project's
 # module, rather than through DJANGO_SETTINGS_MODULE, which every subprocess that other

@@ -15,9 +15,8 @@ import pytest
 import requests
 
 from .conftest import Tracker
-from .journey import CUSTOMER, ORDER_FORM, SUB1, tracked
-from .test_faults import free_port
-from .test_servers import running, wait_for_port
+from .journey import CUSTOMER, ORDER_FORM, tracked
+from .utils import SUB1, free_port, running, wait_for_port
 
 AD = {"utm_source": "django-server", "ad_name": "video-02"}
 CSRF = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')

@@ -27,16 +27,9 @@ import requests
 
 from bangi_landing.outbox import Outbox
 
-from .utils import Sink, live_server
+from .utils import ROOT, Sink, free_port, live_server
 
-ROOT = Path(__file__).parent.parent
 SUB1 = re.compile(r'name="sub1" value="([0-9a-f-]{36})"')
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 # server: (its command line but the options, the line of its log that gives its URL)

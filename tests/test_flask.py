@@ -14,8 +14,7 @@ from bangi_landing.flask import Bangi
 from bangi_landing.sender import BackgroundSender
 
 from .conftest import Tracker
-from .journey import SUB1
-from .utils import live_server
+from .utils import SUB1, live_server
 
 PAGE = """<!doctype html><title>Ring</title>
 <p id="click">{{ bangi_click_id() }}</p>

@@ -18,14 +18,7 @@ from bangi_landing.sender import BackgroundSender
 
 from .conftest import SECRET, Landing, Tracker, serve_landing, wrap
 from .landing import landing_app
-from .utils import live_server, silent_tracker
-
-SUB1 = re.compile(r'<input type="hidden" name="sub1" value="([0-9a-f-]{36})">')
-
-
-def form_click_ids(html: str) -> list[str]:
-    return SUB1.findall(html)
-
+from .utils import form_click_ids, live_server, silent_tracker
 
 # The click
 

@@ -12,18 +12,11 @@ from bangi_landing.events import Event, journey_event_id
 from bangi_landing.outbox import ORDER_DELAY, Outbox
 
 from .forked import fork_while_writing, fresh_context
+from .utils import Clock
 
 DAY = 24 * 3600.0
 BANGI = "bangi http://127.0.0.1:1/"
 OTHER = "other http://127.0.0.1:2/"
-
-
-class Clock:
-    def __init__(self, now: float = 1_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def click(n: int = 0) -> Event:

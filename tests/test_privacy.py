@@ -15,7 +15,7 @@ from bangi_landing.privacy import (
 )
 
 from .conftest import Landing
-from .test_middleware import form_click_ids
+from .utils import form_click_ids
 
 PERSONAL = {
     "English": "name first_name lastName fullname customerName phone phoneNumber tel tel1 mobile "

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import io
 import logging
-import re
 import uuid
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
+from wsgiref.validate import validator
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -22,16 +22,12 @@ from werkzeug.test import create_environ, run_wsgi_app
 
 from bangi_landing import BangiLanding
 
-from .test_wsgi_conformance import Recorder, validator
+from .utils import ADDED, Recorder
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
 SECRET = "property-secret-key-0123"
-# What the middleware adds: the field in forms, the clickId in links to link_hosts.
-ADDED = re.compile(
-    rb'<input type="hidden" name="sub1" value="[0-9a-f-]{36}"\s*/?>|[?&]clickId=[0-9a-f-]{36}'
-)
 CLICK_ID = str(uuid.UUID(int=7, version=4))
 
 texts = st.text(st.characters(codec="utf-8"), max_size=30)

@@ -36,9 +36,7 @@ from bangi_landing.tracker.app import MAX_BODY
 
 from .conftest import Landing, Tracker
 from .forked import exit_code
-from .test_middleware import form_click_ids
-from .test_outbox import Clock
-from .utils import Sink, live_server, silent_tracker
+from .utils import Clock, Sink, form_click_ids, live_server, silent_tracker
 
 TOKEN = "pro-site-token-5f3a9c"
 CLICK_ID = "8f1b5c6e-7a3d-4d20-a7f1-12a2b8f7a9c1"

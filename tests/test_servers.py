@@ -10,13 +10,8 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
-import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -24,7 +19,7 @@ import requests
 
 from .conftest import Tracker
 from .journey import land, order, tracked
-from .test_faults import ROOT, free_port
+from .utils import free_port, running, wait_for_port
 
 APP = "tests.demo_wsgi:app"
 GUNICORN = [sys.executable, "-m", "gunicorn", "--no-control-socket", "--workers", "2"]
@@ -44,48 +39,6 @@ SERVERS = {
         "waitress",
     ),
 }
-
-
-@contextmanager
-def running(
-    command: list[str], env: dict[str, str], log: Path
-) -> Iterator[subprocess.Popen[bytes]]:
-    """``command`` in its own process group, its output in ``log``; killed if still running."""
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            # A test run started in the background of a non-interactive shell (as CI may
-            # run it) ignores SIGINT, and a child inherits that: waitress would never stop.
-            preexec_fn=_default_signals,
-        )
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
-def _default_signals() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-def wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"the server exited ({process.returncode}):\n{log.read_text()}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError(f"nothing listens on port {port}:\n{log.read_text()}")
 
 
 @pytest.mark.slow

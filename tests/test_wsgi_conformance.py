@@ -15,26 +15,14 @@ from werkzeug.middleware.lint import LintMiddleware
 from werkzeug.test import Client, create_environ, run_wsgi_app
 
 from bangi_landing import BangiLanding
-from bangi_landing.events import Event
 
-from .utils import reference_server
+from .utils import Recorder, reference_server
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 PAGE = b'<html><body><form action="/submit" method="post"><input name="q"></form></body></html>'
 HTML = [("Content-Type", "text/html; charset=utf-8")]
-
-
-class Recorder:
-    """Collects events instead of sending them: these tests are about the WSGI protocol."""
-
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-
-    def submit(self, event: Event, *, durable: bool = False) -> bool:
-        self.events.append(event)
-        return True
 
 
 def list_app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:

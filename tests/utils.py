@@ -1,22 +1,123 @@
-"""Serve WSGI apps over a real socket on loopback, like whitenoise's test utils."""
+"""What the tests share: apps served over a real socket on loopback (like whitenoise's
+test utils), servers in real processes, tracker stand-ins, and small helpers."""
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
 import socket
+import subprocess
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from socketserver import BaseServer
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from wsgiref.simple_server import WSGIRequestHandler
 from wsgiref.simple_server import make_server as wsgiref_make_server
 
 from werkzeug.serving import make_server
 
+from bangi_landing.events import Event
+
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+T = TypeVar("T")
+ROOT = Path(__file__).parent.parent
+
+# The field the middleware puts in a form, and the clickId it carries.
+SUB1 = re.compile(r'<input type="hidden" name="sub1" value="([0-9a-f-]{36})"\s*/?>')
+
+
+def form_click_ids(html: str) -> list[str]:
+    return SUB1.findall(html)
+
+
+# What the middleware adds: the field in forms, the clickId in links to link_hosts.
+ADDED = re.compile(
+    rb'<input type="hidden" name="sub1" value="[0-9a-f-]{36}"\s*/?>|[?&]clickId=[0-9a-f-]{36}'
+)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def running(
+    command: list[str], env: dict[str, str], log: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``command`` in its own process group, its output in ``log``; killed if still running."""
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            # A test run started in the background of a non-interactive shell (as CI may
+            # run it) ignores SIGINT, and a child inherits that: waitress would never stop.
+            preexec_fn=_default_signals,
+        )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def _default_signals() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"the server exited ({process.returncode}):\n{log.read_text()}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"nothing listens on port {port}:\n{log.read_text()}")
+
+
+def eventually(probe: Callable[[], T], timeout: float = 10) -> T:
+    """The first truthy result of ``probe``; delivery is in the background."""
+    deadline = time.monotonic() + timeout
+    while not (result := probe()):
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting")
+        time.sleep(0.02)
+    return result
+
+
+class Recorder:
+    """Collects events instead of sending them: these tests are about the WSGI protocol."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def submit(self, event: Event, *, durable: bool = False) -> bool:
+        self.events.append(event)
+        return True
+
+
+class Clock:
+    def __init__(self, now: float = 1_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
 
 
 @contextmanager
