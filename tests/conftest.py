@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -80,6 +81,18 @@ class Tracker:
         response.raise_for_status()
         events: list[dict[str, object]] = response.json()["events"]
         return events
+
+
+def new_click(tracker: Tracker, campaign_id: int = 1, **params: Any) -> str:
+    """A click of a fresh clickId, recorded by the tracker's API; its clickId."""
+    click_id = str(uuid.uuid4())
+    response = tracker.http.post(
+        f"{tracker.url}/api/v2/track/click",
+        json={"clickId": click_id, "campaignId": campaign_id, **params},
+        timeout=5,
+    )
+    assert response.status_code == 201, response.text
+    return click_id
 
 
 @pytest.fixture

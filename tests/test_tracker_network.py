@@ -18,7 +18,7 @@ import requests
 
 from bangi_landing.tracker import create_app, network
 
-from .conftest import Tracker
+from .conftest import Tracker, new_click
 from .utils import Sink, live_server
 
 if TYPE_CHECKING:
@@ -75,17 +75,6 @@ def press(tracker: Tracker, order_id: int, status: str, **headers: str) -> reque
         allow_redirects=False,
         timeout=15,
     )
-
-
-def click(tracker: Tracker, campaign_id: int = 1) -> str:
-    click_id = str(uuid.uuid4())
-    response = tracker.http.post(
-        f"{tracker.url}/api/v2/track/click",
-        json={"clickId": click_id, "campaignId": campaign_id},
-        timeout=5,
-    )
-    assert response.status_code == 201, response.text
-    return click_id
 
 
 def put_demo_campaign(tracker: Tracker) -> None:
@@ -215,7 +204,7 @@ def test_a_button_sends_the_postback_to_the_tracker(
     tracker: Tracker, button: str, status: str, payout: float | None
 ) -> None:
     put_demo_campaign(tracker)
-    click_id = click(tracker)
+    click_id = new_click(tracker)
     order_id = order(tracker, sub1=click_id, name="Ana", phone="5551234567", offer_id="1001")
 
     response = press(tracker, order_id, button)
@@ -240,7 +229,7 @@ def test_a_button_sends_the_postback_to_the_tracker(
 
 def test_the_latest_postback_is_shown_and_each_one_is_sent(tracker: Tracker) -> None:
     put_demo_campaign(tracker)
-    click_id = click(tracker)
+    click_id = new_click(tracker)
     order_id = order(tracker, sub1=click_id, offer_id="1001")
 
     assert press(tracker, order_id, "pending").status_code == 303
@@ -413,7 +402,7 @@ def test_a_button_for_a_crafted_order_id_is_a_json_404(tracker: Tracker, raw_id:
 
 def test_the_host_header_does_not_choose_where_the_postback_goes(tracker: Tracker) -> None:
     sink = Sink()
-    click_id = click(tracker)
+    click_id = new_click(tracker)
     order_id = order(tracker, sub1=click_id)
     with live_server(sink) as sink_url:
         response = press(tracker, order_id, "approved", Host=sink_url.removeprefix("http://"))
@@ -430,7 +419,7 @@ def test_without_a_postback_url_a_button_records_the_status_and_sends_nothing(
     app = create_app(tmp_path / "tracker.sqlite3")
     with live_server(app) as url, requests.Session() as http:
         tracker = Tracker(url, app, app.extensions["bangi_tracker"], http)
-        order_id = order(tracker, sub1=click(tracker))
+        order_id = order(tracker, sub1=new_click(tracker))
         assert press(tracker, order_id, "approved").status_code == 303
         response, tree = page(tracker)
         events = tracker.events(type="postback")

@@ -11,7 +11,7 @@ from xml.etree.ElementTree import Element
 import html5lib
 import requests
 
-from .conftest import Tracker
+from .conftest import Tracker, new_click
 
 XSS = "<script>alert(1)</script>"
 
@@ -31,17 +31,6 @@ def put_campaign(tracker: Tracker, campaign_id: int = 1, **body: Any) -> None:
         f"{tracker.url}/api/v2/campaigns/{campaign_id}", json=body, timeout=5
     )
     assert response.status_code in (200, 201), response.text
-
-
-def click(tracker: Tracker, campaign_id: int = 1, **params: Any) -> str:
-    click_id = str(uuid.uuid4())
-    response = tracker.http.post(
-        f"{tracker.url}/api/v2/track/click",
-        json={"clickId": click_id, "campaignId": campaign_id, **params},
-        timeout=5,
-    )
-    assert response.status_code == 201, response.text
-    return click_id
 
 
 def lead(tracker: Tracker, click_id: str, **params: Any) -> None:
@@ -110,7 +99,9 @@ def cell(row: Element, name: str) -> str:
 
 def test_counts_per_campaign(tracker: Tracker) -> None:
     put_campaign(tracker)
-    accepted, expected, rejected, trashed, upgraded, _no_lead = (click(tracker) for _ in range(6))
+    accepted, expected, rejected, trashed, upgraded, _no_lead = (
+        new_click(tracker) for _ in range(6)
+    )
     for click_id in (accepted, expected, rejected, trashed, upgraded):
         lead(tracker, click_id)
     postback(tracker, accepted, "approved")
@@ -119,7 +110,7 @@ def test_counts_per_campaign(tracker: Tracker) -> None:
     postback(tracker, trashed, "no-such-status")
     postback(tracker, upgraded, "expect")  # later accepted: counts once, under accept
     postback(tracker, upgraded, "approved")
-    other = click(tracker, campaign_id=2)
+    other = new_click(tracker, campaign_id=2)
     lead(tracker, other)
 
     page = parse(get(tracker))
@@ -137,7 +128,7 @@ def test_counts_per_campaign(tracker: Tracker) -> None:
 
 
 def test_conversion_rate(tracker: Tracker) -> None:
-    clicks = [click(tracker) for _ in range(3)]
+    clicks = [new_click(tracker) for _ in range(3)]
     lead(tracker, clicks[0])
     lead(tracker, clicks[0])  # a second lead of the same journey is still one lead
     put_campaign(tracker, 2)  # a campaign with no clicks has no rate
@@ -150,13 +141,13 @@ def test_conversion_rate(tracker: Tracker) -> None:
 
 def test_payout_sum(tracker: Tracker) -> None:
     put_campaign(tracker)  # cost 10 USD
-    first, second, explicit, pending, _never_converted = (click(tracker) for _ in range(5))
+    first, second, explicit, pending, _never_converted = (new_click(tracker) for _ in range(5))
     postback(tracker, first, "approved")
     postback(tracker, second, "approved")
     postback(tracker, explicit, "approved", payout="2.5")
     postback(tracker, pending, "expect")  # expected money is not paid money
     put_campaign(tracker, 2, currency="EUR")
-    postback(tracker, click(tracker, 2), "approved", payout="7", currency="GBP")
+    postback(tracker, new_click(tracker, 2), "approved", payout="7", currency="GBP")
 
     page = parse(get(tracker))
 
@@ -167,7 +158,7 @@ def test_payout_sum(tracker: Tracker) -> None:
 
 def test_funnel(tracker: Tracker) -> None:
     put_campaign(tracker)
-    journeys = [click(tracker) for _ in range(4)]
+    journeys = [new_click(tracker) for _ in range(4)]
     lead(tracker, journeys[0])
     lead(tracker, journeys[1])
     postback(tracker, journeys[0], "approved")
@@ -188,10 +179,10 @@ def test_funnel(tracker: Tracker) -> None:
 
 def test_recent_events_newest_first(tracker: Tracker) -> None:
     put_campaign(tracker)
-    first = click(tracker, sub1="a")
+    first = new_click(tracker, sub1="a")
     lead(tracker, first, email="x@example.com")
     postback(tracker, first, "approved")
-    second = click(tracker)
+    second = new_click(tracker)
 
     rows = event_rows(parse(get(tracker)))
 
@@ -212,7 +203,7 @@ def test_recent_events_newest_first(tracker: Tracker) -> None:
 
 
 def test_recent_events_show_the_latest_fifty(tracker: Tracker) -> None:
-    clicks = [click(tracker) for _ in range(55)]
+    clicks = [new_click(tracker) for _ in range(55)]
 
     response = get(tracker)
     rows = event_rows(parse(response))
@@ -224,7 +215,7 @@ def test_recent_events_show_the_latest_fifty(tracker: Tracker) -> None:
 
 
 def test_long_params_are_truncated(tracker: Tracker) -> None:
-    click(tracker, long="y" * 500, **{f"p{n}": n for n in range(30)})
+    new_click(tracker, long="y" * 500, **{f"p{n}": n for n in range(30)})
 
     row = event_rows(parse(get(tracker)))[0]
 
@@ -236,11 +227,11 @@ def test_long_params_are_truncated(tracker: Tracker) -> None:
 
 def test_journey_lists_events_in_order(tracker: Tracker) -> None:
     put_campaign(tracker)
-    journey = click(tracker, sub1="ad-7")
+    journey = new_click(tracker, sub1="ad-7")
     lead(tracker, journey, name="Ann")
     postback(tracker, journey, "expect")
     postback(tracker, journey, "approved", payout="12")
-    click(tracker)  # someone else's journey
+    new_click(tracker)  # someone else's journey
 
     response = get(tracker, f"/journeys/{journey.upper()}")
 
@@ -290,7 +281,7 @@ def test_empty_state(tracker: Tracker) -> None:
 
 def test_values_from_the_database_are_escaped(tracker: Tracker) -> None:
     put_campaign(tracker, name="<b>Bold</b>")
-    journey = click(tracker, sub1=XSS)
+    journey = new_click(tracker, sub1=XSS)
     lead(tracker, journey, **{XSS: "key too"})
 
     for path in ("/", f"/journeys/{journey}"):
@@ -303,7 +294,7 @@ def test_values_from_the_database_are_escaped(tracker: Tracker) -> None:
 
 
 def test_pages_are_not_cached(tracker: Tracker) -> None:
-    journey = click(tracker)
+    journey = new_click(tracker)
     for path in ("/", f"/journeys/{journey}", "/journeys/nope"):
         response = get(tracker, path)
 
@@ -311,7 +302,7 @@ def test_pages_are_not_cached(tracker: Tracker) -> None:
 
 
 def test_a_lead_card_says_which_fields_were_held_back(tracker: Tracker) -> None:
-    journey = click(tracker)
+    journey = new_click(tracker)
     for params in (
         {"offer_id": "7", "withheldFields": ["name", "phone"]},  # as the middleware sends it
         {"withheldFields": ["email"]},
@@ -338,12 +329,12 @@ def test_a_lead_card_says_which_fields_were_held_back(tracker: Tracker) -> None:
 
 def test_the_summary_totals_payout_per_currency(tracker: Tracker) -> None:
     put_campaign(tracker)  # cost 10 USD
-    postback(tracker, click(tracker), "approved")
-    postback(tracker, click(tracker), "approved", payout="2.5")
+    postback(tracker, new_click(tracker), "approved")
+    postback(tracker, new_click(tracker), "approved", payout="2.5")
     put_campaign(tracker, 2, currency="EUR")
-    postback(tracker, click(tracker, 2), "approved", payout="7", currency="GBP")
-    postback(tracker, click(tracker, 2), "approved", payout="1000")
-    postback(tracker, click(tracker, 2), "approved", payout="0.5", currency="USD")
+    postback(tracker, new_click(tracker, 2), "approved", payout="7", currency="GBP")
+    postback(tracker, new_click(tracker, 2), "approved", payout="1000")
+    postback(tracker, new_click(tracker, 2), "approved", payout="0.5", currency="USD")
 
     total = parse(get(tracker)).find(".//*[@data-total='payout']")
 
@@ -353,7 +344,7 @@ def test_the_summary_totals_payout_per_currency(tracker: Tracker) -> None:
 
 def test_the_summary_payout_is_zero_before_any_is_accepted(tracker: Tracker) -> None:
     put_campaign(tracker)
-    click(tracker)
+    new_click(tracker)
 
     assert text(parse(get(tracker)).find(".//*[@data-total='payout']")) == "0.00"
 
