@@ -27,8 +27,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from . import relay
-from .core import Journey, LandingCore, Meta, StreamRewriter
+from .core import Journey, LandingCore, Meta, StreamRewriter, relay
 from .core.landing import logger
 from .core.submit import parse_fields
 

@@ -177,7 +177,7 @@ def demo(host: str, port: int, tracker_port: int, db: Path, outbox: Path) -> Non
     """
     from demo_site import create_app as create_landing
 
-    from .statuses import StatusMapper
+    from .core.statuses import StatusMapper
     from .tracker import Campaign, create_app, network
     from .tracker.app import EXPOSED_WARNING, is_loopback
     from .wsgi import BangiLanding

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
 
+from .core.visitors import BOT_AGENTS
 from .destinations import AlterCPAPro, BangiTracker, PostbackTemplates
 from .outbox import DEFAULT_OUTBOX, Outbox, state_dir
-from .visitors import BOT_AGENTS
 
 if TYPE_CHECKING:
     from .destinations import Destination

@@ -43,11 +43,11 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.utils.module_loading import import_string
 
-from . import config, relay
-from .core import Decision, Journey, LandingCore, StreamRewriter
+from . import config
+from .core import Decision, Journey, LandingCore, StreamRewriter, relay
 from .core.landing import logger
+from .core.responses import WATCHED, private, vary_on_cookie
 from .core.submit import FORM_TYPES
-from .responses import WATCHED, private, vary_on_cookie
 
 __all__ = ["BangiLandingMiddleware", "check_middleware_order", "options_from_settings"]
 

@@ -12,8 +12,7 @@ import io
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from . import relay
-from .core import Journey, LandingCore, Meta, StreamRewriter
+from .core import Journey, LandingCore, Meta, StreamRewriter, relay
 from .core.landing import logger
 from .core.submit import parse_fields
 from .events import Event

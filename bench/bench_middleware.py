@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).parent.parent))
 from werkzeug.test import create_environ
 
 from bangi_landing import BangiLanding
-from bangi_landing.page_cache import PageCache
+from bangi_landing.core.page_cache import PageCache
 from bangi_landing.sender import BackgroundSender
 from bench._common import alternate, paired_ratio, silent_tracker, sink
 from demo_site import create_app

@@ -1,4 +1,4 @@
-"""Benchmark bangi_landing.rewrite.HtmlRewriter on a realistic landing page.
+"""Benchmark bangi_landing.core.rewrite.HtmlRewriter on a realistic landing page.
 
 Run: python bench/bench_rewrite.py [--quick]
 
@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bangi_landing.rewrite import HtmlRewriter
+from bangi_landing.core.rewrite import HtmlRewriter
 
 CLICK_ID = "3f1c2a9e-8b7d-4c65-9a10-2b3c4d5e6f70"
 HOSTS = ("offer.example.com", "trk.example.net")

@@ -14,7 +14,7 @@ import pytest
 from itsdangerous import TimestampSigner
 from werkzeug.http import dump_cookie
 
-from bangi_landing.click_id import (
+from bangi_landing.core.journey import (
     JourneyCookie,
     _KeyedBlake2b,
     _mac,
@@ -64,7 +64,9 @@ def test_expiry_is_checked_even_for_a_remembered_cookie(monkeypatch: pytest.Monk
     environ = request_with(cookie, cookie.header(CLICK, secure=False))
     assert cookie.load(environ) == (CLICK, ())  # verified and remembered
     later = time.time() + 101
-    monkeypatch.setattr("bangi_landing.click_id.time", types.SimpleNamespace(time=lambda: later))
+    monkeypatch.setattr(
+        "bangi_landing.core.journey.time", types.SimpleNamespace(time=lambda: later)
+    )
     assert cookie.load(environ) is None
 
 

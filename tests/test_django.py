@@ -26,11 +26,11 @@ from django.test import AsyncClient, RequestFactory, override_settings
 from django.test.client import AsyncClientHandler
 
 from bangi_landing import ConfigurationError
-from bangi_landing.click_id import JourneyCookie
 from bangi_landing.core import ENVIRON_KEY
+from bangi_landing.core.journey import JourneyCookie
+from bangi_landing.core.page_cache import PageCache
+from bangi_landing.core.relay import MAX_BODY
 from bangi_landing.django import BangiLandingMiddleware, check_middleware_order
-from bangi_landing.page_cache import PageCache
-from bangi_landing.relay import MAX_BODY
 from bangi_landing.sender import BackgroundSender
 
 from .conftest import Landing, Tracker

@@ -13,7 +13,7 @@ import requests
 from werkzeug.test import Client
 
 from bangi_landing import BangiLanding, ConfigurationError
-from bangi_landing.click_id import JourneyCookie, _JourneySigner
+from bangi_landing.core.journey import JourneyCookie, _JourneySigner
 from bangi_landing.sender import BackgroundSender
 
 from .conftest import SECRET, Landing, Tracker, serve_landing, wrap

@@ -1,4 +1,4 @@
-"""Tests for bangi_landing.page_cache: remembered pages, exactly the streaming rewriter's bytes."""
+"""bangi_landing.core.page_cache: remembered pages, exactly the streaming rewriter's bytes."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import random
 import threading
 import uuid
 
-from bangi_landing.click_id import new_click_id
-from bangi_landing.page_cache import PageCache
-from bangi_landing.rewrite import HtmlRewriter
+from bangi_landing.core.journey import new_click_id
+from bangi_landing.core.page_cache import PageCache
+from bangi_landing.core.rewrite import HtmlRewriter
 from tests.test_rewrite import HOSTS, random_page
 
 PAGE = (

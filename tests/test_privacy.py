@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from bangi_landing.privacy import (
+from bangi_landing.core.privacy import (
     MAX_DEPTH,
     is_personal_field,
     is_secret_field,

@@ -1,4 +1,4 @@
-"""Tests for bangi_landing.rewrite: form injection and link decoration on byte streams."""
+"""Tests for bangi_landing.core.rewrite: form injection and link decoration on byte streams."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from bangi_landing.rewrite import HtmlRewriter
+from bangi_landing.core.rewrite import HtmlRewriter
 
 CID = "0b8e4c1a-6f2d-4e3b-9a7c-5d1e2f3a4b5c"
 FIELD = f'<input type="hidden" name="sub1" value="{CID}">'.encode()

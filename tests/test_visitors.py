@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bangi_landing.visitors import VisitorFilter
+from bangi_landing.core.visitors import VisitorFilter
 
 from .conftest import Landing
 

@@ -33,24 +33,25 @@ from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple, Protocol
 from urllib.parse import parse_qsl
 
-from .. import config, privacy
-from ..click_id import (
+from .. import config
+from ..destinations import BangiTracker, Destination
+from ..events import EVENT_KINDS, Event, click_event_id, journey_event_id
+from ..outbox import DEFAULT_OUTBOX
+from ..sender import BackgroundSender
+from . import privacy
+from .journey import (
     MAX_PARAM_LENGTH,
     JourneyCookie,
     JourneyParams,
     parse_click_id,
 )
-from ..destinations import BangiTracker, Destination
-from ..events import EVENT_KINDS, Event, click_event_id, journey_event_id
-from ..outbox import DEFAULT_OUTBOX
-from ..page_cache import PageCache
-from ..relay import StatusRelay
-from ..responses import ResponseShape, ResponseShapes, classify
-from ..rewrite import HtmlRewriter
-from ..sender import BackgroundSender
-from ..statuses import StatusMapper, as_any_status
-from ..visitors import VisitorFilter
+from .page_cache import PageCache
+from .relay import StatusRelay
+from .responses import ResponseShape, ResponseShapes, classify
+from .rewrite import HtmlRewriter
+from .statuses import StatusMapper, as_any_status
 from .submit import is_form_or_json
+from .visitors import VisitorFilter
 
 __all__ = ["ENVIRON_KEY", "Decision", "Journey", "LandingCore", "Meta", "StreamRewriter"]
 

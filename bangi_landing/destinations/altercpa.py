@@ -18,8 +18,8 @@ from __future__ import annotations
 import logging
 from urllib.parse import quote
 
+from ..core.statuses import PRO_STATUSES, as_any_status
 from ..events import Event, EventKind
-from ..statuses import PRO_STATUSES, as_any_status
 from .base import DEFAULT_TIMEOUT, DeliveryError, HttpDestination, public_url
 
 logger = logging.getLogger("bangi_landing")

@@ -49,8 +49,8 @@ from urllib.parse import unquote_plus
 from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.datastructures import MultiDict
 
-from ..click_id import parse_click_id
-from ..statuses import PRO_STATUSES
+from ..core.journey import parse_click_id
+from ..core.statuses import PRO_STATUSES
 from .api import ApiError
 from .store import NO_SUCH_PRO_LEAD, ProMove, TrackerStore
 

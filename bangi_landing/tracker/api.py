@@ -20,8 +20,8 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import HTTPException
 
-from ..click_id import EXAMPLE_CLICK_ID, parse_click_id
-from ..statuses import MapperError, StatusMapper
+from ..core.journey import EXAMPLE_CLICK_ID, parse_click_id
+from ..core.statuses import MapperError, StatusMapper
 from . import untrusted
 from .store import EVENT_TYPES, Campaign, TrackerStore
 

@@ -47,7 +47,7 @@ from flask import (
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
-from ..click_id import EXAMPLE_CLICK_ID, parse_click_id
+from ..core.journey import EXAMPLE_CLICK_ID, parse_click_id
 from ..serving import RedactSecrets
 from .api import ApiError, json_object, parse_id
 from .store import TrackerStore

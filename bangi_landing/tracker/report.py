@@ -20,8 +20,8 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, render_template, url_for
 
-from ..click_id import new_click_id, parse_click_id
-from ..statuses import STATUSES, as_any_status
+from ..core.journey import new_click_id, parse_click_id
+from ..core.statuses import STATUSES, as_any_status
 from . import altercpa
 from .store import EVENT_TYPES, TrackerStore
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .._sqlite import create_schema, switch_to_wal
-from ..statuses import PAID_STATUSES, Status, StatusMapper
+from ..core.statuses import PAID_STATUSES, Status, StatusMapper
 from .untrusted import load_stored
 
 EVENT_TYPES = ("click", "lead", "postback", "altercpa")

@@ -35,8 +35,8 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.formparser import FormDataParser
 from werkzeug.http import parse_options_header
 
-from .click_id import EXAMPLE_CLICK_ID, parse_click_id
-from .events import Event
+from ..events import Event
+from .journey import EXAMPLE_CLICK_ID, parse_click_id
 from .statuses import STATUSES, Status, StatusMapper, as_any_status
 
 MAX_BODY = 16 * 1024  # a postback is a few hundred bytes
