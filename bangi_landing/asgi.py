@@ -79,28 +79,27 @@ class BangiLandingASGI(LandingCore):
         if self.relay is not None and meta["PATH_INFO"] == self.relay_path:
             await self._relay(meta, receive, send)
             return
-        body = _ReplayedBody(receive)
         try:
-            journey = await self._journey(meta, body)
+            if meta["REQUEST_METHOD"] == "POST" and self.wants_fields(meta):
+                # A submit: its body is read first, then replayed to the app.
+                body = _ReplayedBody(receive)
+                receive = body.receive
+                fields = await body.fields(self.max_submit_size, meta)
+                journey = self.journey(meta, lambda _: fields)
+            else:
+                journey = self.journey(meta, _no_fields)
         except Exception:
             logger.exception("bangi-landing: could not read the request; passing it through")
             journey = None
         if journey is None:
-            await self.app(scope, body.receive, send)
+            await self.app(scope, receive, send)
             return
         scope["bangi.click_id"] = journey.click_id
         scope.setdefault("state", {})["bangi_click_id"] = journey.click_id
         responder = _Responder(self, meta, journey, send, secure=scope.get("scheme") == "https")
-        await self.app(scope, body.receive, responder.send)
-        await responder.finish()
-
-    async def _journey(self, meta: Meta, body: _ReplayedBody) -> Journey | None:
-        fields = None
-        if meta["REQUEST_METHOD"] == "POST" and self.wants_fields(meta):
-            data = await body.read(self.max_submit_size, _content_length(meta))
-            if data is not None:
-                fields = parse_fields(meta.get("CONTENT_TYPE", ""), data)
-        return self.journey(meta, lambda _: fields)
+        await self.app(scope, receive, responder.send)
+        if responder.held is not None:
+            await responder.finish()
 
     async def _relay(self, meta: Meta, receive: Receive, send: Send) -> None:
         assert self.relay is not None
@@ -138,6 +137,11 @@ class _ReplayedBody:
     def __init__(self, receive: Receive) -> None:
         self._receive = receive
         self._read: deque[Message] = deque()
+
+    async def fields(self, limit: int, meta: Meta) -> dict[str, Any] | None:
+        """The submit's fields, if its body is at most ``limit`` bytes of a form or JSON."""
+        data = await self.read(limit, _content_length(meta))
+        return None if data is None else parse_fields(meta.get("CONTENT_TYPE", ""), data)
 
     async def read(self, limit: int, length: int) -> bytes | None:
         """The body if at most ``limit`` bytes; None (having read no more than needed) if not."""
@@ -193,8 +197,7 @@ class _Responder:
 
     async def finish(self) -> None:
         """After the app: a page that started but sent no body still goes out."""
-        if self.held is not None:
-            await self._body({"type": "http.response.body", "body": b""})
+        await self._body({"type": "http.response.body", "body": b""})
 
     async def _start(self, message: Message) -> None:
         core = self.core
@@ -248,6 +251,11 @@ class _Responder:
         except Exception:
             logger.exception("bangi-landing: rewriting failed; serving the page as is")
             return body
+
+
+def _no_fields(meta: Meta) -> None:
+    """What a request that is no submit's has to read: nothing."""
+    return
 
 
 def _meta(scope: Scope) -> Meta:
