@@ -16,7 +16,7 @@ import requests
 
 from .test_demo_e2e import eventually
 
-SUB1 = re.compile(r'<input type="hidden" name="sub1" value="([0-9a-f-]{36})">')
+SUB1 = re.compile(r'<input type="hidden" name="sub1" value="([0-9a-f-]{36})"(?: /)?>')
 # The middleware puts the field right after the form's start tag.
 ORDER_FORM = re.compile(r'<form\b[^>]*\bmethod="post"[^>]*>' + SUB1.pattern)
 COOKIE = "bangi_journey"

@@ -17,7 +17,7 @@ import pytest
 import requests
 
 T = TypeVar("T")
-SUB1 = re.compile(r'<input type="hidden" name="sub1" value="([0-9a-f-]{36})">')
+SUB1 = re.compile(r'<input type="hidden" name="sub1" value="([0-9a-f-]{36})"(?: /)?>')
 
 
 @dataclass

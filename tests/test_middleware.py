@@ -20,7 +20,7 @@ from .conftest import SECRET, Landing, Tracker, wrap
 from .landing import landing_app
 from .utils import live_server, silent_tracker
 
-SUB1 = re.compile(r'<input type="hidden" name="sub1" value="([0-9a-f-]{36})">')
+SUB1 = re.compile(r'<input type="hidden" name="sub1" value="([0-9a-f-]{36})"(?: /)?>')
 
 
 def form_click_ids(html: str) -> list[str]:
