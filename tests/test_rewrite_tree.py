@@ -25,6 +25,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from selenium import webdriver
 
+from bangi_landing.responses import classify
+
 from . import browser as chrome
 from .test_rewrite import CID, FIELD, HOSTS, every_split, rewrite
 
@@ -477,6 +479,46 @@ def test_a_page_with_every_trap() -> None:
     for a in (a for a in after.elements() if a.tag == "a"):
         a.set("href", next(original).get("href") or "")
     assert without_fields(after) == without_fields(before)
+
+
+# --------------------------------------------------------------------------
+# Charsets
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "charset",
+    [
+        "iso-2022-jp",
+        "csISO2022JP",
+        "ISO-2022-JP-2",
+        "iso-2022-kr",
+        "iso-2022-cn",
+        "hz-gb-2312",
+        "utf-7",
+        "utf-16",
+        "UTF-16BE",
+        "utf-32",
+        "x-no-such-charset",
+    ],
+)
+def test_pages_in_stateful_or_wide_charsets_are_not_rewritten(charset: str) -> None:
+    assert classify(200, {"content-type": f"text/html; charset={charset}"}) == (True, False)
+
+
+@pytest.mark.parametrize(
+    "charset", ["utf-8", "windows-1251", "koi8-r", "shift_jis", "euc-jp", "gb18030", "big5"]
+)
+def test_pages_in_ascii_compatible_charsets_are_rewritten(charset: str) -> None:
+    assert classify(200, {"content-type": f"text/html; charset={charset}"}) == (True, True)
+
+
+def test_in_iso_2022_jp_kanji_can_be_the_bytes_of_a_form() -> None:
+    # Why ISO-2022-JP is refused: these three kanji are "<form>" after an escape.
+    kanji = b"\x1b$B<form>\x1b(B".decode("iso-2022-jp")
+    assert len(kanji) == 3
+    assert "<" not in kanji
+    assert b"<form>" in f"<p>{kanji}</p>".encode("iso-2022-jp")
 
 
 # --------------------------------------------------------------------------
