@@ -18,7 +18,7 @@ import requests
 from .utils import eventually
 
 T = TypeVar("T")
-SUB1 = re.compile(r'<input type="hidden" name="sub1" value="([0-9a-f-]{36})">')
+SUB1 = re.compile(r'<input type="hidden" name="sub1" value="([0-9a-f-]{36})"(?: /)?>')
 
 
 @dataclass

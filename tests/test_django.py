@@ -139,7 +139,7 @@ def test_the_field_goes_in_next_to_the_csrf_token_of_a_gzipped_page(site: Landin
     [token] = CSRF.findall(page.text)
     assert (
         f'<form id="order_form" action="/order/" method="post">'
-        f'<input type="hidden" name="sub1" value="{click_id}">'
+        f'<input type="hidden" name="sub1" value="{click_id}" />'
         f'<input type="hidden" name="csrfmiddlewaretoken" value="{token}">'
     ) in page.text
 
@@ -233,7 +233,7 @@ def test_a_submit_over_max_submit_size_is_a_lead_without_fields(
 def test_a_streamed_page_is_rewritten_as_it_streams(site: Landing) -> None:
     page = site.get("/stream/", headers={"Accept-Encoding": "gzip"})
     [click_id, _] = SUB1.findall(page.text)
-    field = f'<input type="hidden" name="sub1" value="{click_id}">'
+    field = f'<input type="hidden" name="sub1" value="{click_id}" />'
     assert page.text == (
         '<!doctype html><title>Streamed</title><form id="first" action="/order/" method="post">'
         f'{field}<input name="phone"></form><form id="second" action="/search">{field}</form>'
@@ -245,11 +245,12 @@ def test_a_streamed_page_is_rewritten_as_it_streams(site: Landing) -> None:
 def test_template_tags_place_the_field_and_no_second_is_added(site: Landing) -> None:
     page = site.get("/placed/")
     [click] = site.events()
-    field = f'<input type="hidden" name="sub1" value="{click["clickId"]}">'
+    field = f'<input type="hidden" name="sub1" value="{click["clickId"]}">'  # the tag's
+    injected = f'<input type="hidden" name="sub1" value="{click["clickId"]}" />'
     assert f'<p id="click">{click["clickId"]}</p>' in page.text
-    assert page.text.count(field) == 2  # the tag's, and one injected in the other form
+    assert page.text.count(field) == 1  # not doubled
     assert f'<input name="phone">{field}</form>' in page.text
-    assert f'<form id="auto" action="/search">{field}</form>' in page.text
+    assert f'<form id="auto" action="/search">{injected}</form>' in page.text
 
 
 def test_a_crawler_passes_straight_through(site: Landing) -> None:
@@ -378,7 +379,7 @@ def test_async_a_streamed_page_is_rewritten(tracker_env: Tracker) -> None:
     page = asyncio.run(body())
     [click_id, _] = SUB1.findall(page)
     assert (
-        f'<form id="second" action="/search"><input type="hidden" name="sub1" value="{click_id}">'
+        f'<form id="second" action="/search"><input type="hidden" name="sub1" value="{click_id}" />'
         in page
     )
 

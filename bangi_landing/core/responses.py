@@ -159,9 +159,23 @@ def _is_attachment(value: str | None) -> bool:
 
 @lru_cache(maxsize=64)
 def _ascii_compatible(charset: str) -> bool:
-    """Whether markup bytes of this charset are ASCII (so the rewriter can read them)."""
+    """Whether markup bytes of this charset are ASCII (so the rewriter can read them).
+
+    They are when every byte below 0x80 means its ASCII character: not in
+    UTF-16 or UTF-32 (which fail the "<form>" test), nor in the stateful
+    encodings, nor in a charset Python does not know (ISO-2022-CN).
+    """
+    # Stateful encodings write ASCII text as ASCII, yet their bytes below 0x80
+    # are not always ASCII, so "<form>" may be the bytes of other characters:
+    # ISO-2022-JP puts kanji in ASCII bytes after an escape, and so do the
+    # rest of the ISO-2022 family, HZ and UTF-7.  As Python names them
+    # (lookup() maps every alias, "csISO2022JP" or "hz-gb-2312", to one).
+    # Browsers decode ISO-2022-JP statefully, ISO-2022-KR and HZ as the WHATWG
+    # "replacement" encoding (the whole body one U+FFFD), and know no UTF-7.
+    stateful = ("iso2022", "hz", "utf-7")
     try:
-        return "<form>".encode(codecs.lookup(charset).name) == b"<form>"
+        name = codecs.lookup(charset).name
+        return not name.startswith(stateful) and "<form>".encode(name) == b"<form>"
     except (LookupError, UnicodeError):
         return False
 
