@@ -64,6 +64,23 @@ def _errors_fail_the_test(request: pytest.FixtureRequest) -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
+def _senders_end_with_their_test(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every sender a test makes is closed after it: no thread of one test retries, logs
+    or touches files during the next."""
+    made: list[BackgroundSender] = []
+    original = BackgroundSender.__init__
+
+    def init(self: BackgroundSender, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        made.append(self)
+
+    monkeypatch.setattr(BackgroundSender, "__init__", init)
+    yield
+    for sender in made:
+        sender.close(0)
+
+
+@pytest.fixture(autouse=True)
 def _quiet_werkzeug() -> None:
     # The dev server logs every request; keep test output for what failed.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)

@@ -20,11 +20,12 @@ from xml.etree import ElementTree
 
 import html5lib
 import pytest
-from bangi_landing.responses import classify
 from html5lib.treebuilders import getTreeBuilder
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from selenium import webdriver
+
+from bangi_landing.core.responses import classify
 
 from . import browser as chrome
 from .test_rewrite import CID, FIELD, HOSTS, every_split, rewrite
