@@ -8,9 +8,10 @@
     })
 
 A macro is a name in braces: ``{clickId}``, ``{eventId}``, ``{status}``,
-``{payout}``, any parameter of the event (a click's URL parameters, a lead's
-form fields, a postback's extras) or of its journey. Values are URL-encoded;
-a macro with no value becomes empty.
+``{payout}``, ``{variant}`` (the journey's split-test variant, on every event
+of the journey, a status reported later included), any parameter of the event
+(a click's URL parameters, a lead's form fields, a postback's extras) or of
+its journey. Values are URL-encoded; a macro with no value becomes empty.
 """
 
 from __future__ import annotations
