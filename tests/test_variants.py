@@ -23,7 +23,7 @@ from bangi_landing.tracker.report import probability_best
 
 from .conftest import SECRET, Landing, Tracker
 from .test_tracker_report import postback, put_campaign
-from .utils import SUB1, Recorder, live_server
+from .utils import SUB1, Recorder, Sink, live_server
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -361,3 +361,28 @@ def test_the_asgi_scope_gets_the_variant() -> None:
     asyncio.run(request(BROWSER.encode()))
     asyncio.run(request(BOT.encode()))
     assert seen == [("b", "b"), ("a", "a")]  # drawn; a crawler's is the first
+
+
+def test_postback_templates_fill_the_variant_macro_on_every_event_of_the_journey() -> None:
+    sink = Sink()
+    with live_server(sink) as sink_url:
+        templates = {
+            kind: f"{sink_url}/pb/{kind}?v={{variant}}&s={{status}}"
+            for kind in ("click", "lead", "postback")
+        }
+        middleware = BangiLanding(
+            variant_app, secret_key=SECRET, postback_templates=templates, variants={"x": 1}
+        )
+        assert middleware.journey_params == ()  # the macro is the journey's, not the URL's
+        with live_server(middleware) as url, requests.Session() as browser:
+            page = browser.get(url + "/?variant=zzz", timeout=5)
+            [click_id] = SUB1.findall(page.text)
+            browser.post(url + "/submit", data={"sub1": click_id}, timeout=5)
+        middleware.report_status(click_id, "accept")  # a CRM hook, days later: no request
+        assert middleware.flush(10)
+        middleware.close()
+    assert sorted((r["path"], r["query"]) for r in sink.received) == [
+        ("/pb/click", "v=x&s="),
+        ("/pb/lead", "v=x&s="),
+        ("/pb/postback", "v=x&s=accept"),
+    ]

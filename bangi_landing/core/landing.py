@@ -35,7 +35,7 @@ from urllib.parse import parse_qsl
 
 from .. import config
 from ..destinations import BangiTracker, Destination
-from ..events import EVENT_KINDS, Event, click_event_id, journey_event_id
+from ..events import EVENT_KINDS, JOURNEY_VARIANT, Event, click_event_id, journey_event_id
 from ..outbox import DEFAULT_OUTBOX
 from ..sender import BackgroundSender
 from . import privacy
@@ -69,8 +69,6 @@ logger = logging.getLogger("bangi_landing")
 
 ENVIRON_KEY = "bangi.click_id"
 VARIANT_KEY = "bangi.variant"  # the split test's variant, for the app to render
-# The journey's variant, as destinations see it: the {variant} macro of postback templates.
-JOURNEY_VARIANT = "variant"
 
 # A request as the core sees it: CGI-style names, as in a WSGI environ or Django's META.
 Meta = MutableMapping[str, Any]

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from ..events import EVENT_KINDS, Event, EventKind
+from ..events import EVENT_KINDS, JOURNEY_VARIANT, Event, EventKind
 from .base import DEFAULT_TIMEOUT, HttpDestination
 
 _MACRO = re.compile(r"\{([A-Za-z0-9_.\-]+)\}")
@@ -72,6 +72,8 @@ class PostbackTemplates(HttpDestination):
 
     def url_for(self, event: Event) -> str:
         values: dict[str, Any] = {**event.journey, **event.params}
+        if JOURNEY_VARIANT in event.journey:  # the journey's, never a URL parameter's
+            values[JOURNEY_VARIANT] = event.journey[JOURNEY_VARIANT]
         values["clickId"] = event.click_id
         values["eventId"] = event.event_id
 
