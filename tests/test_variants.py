@@ -21,7 +21,7 @@ from bangi_landing.core.journey import JourneyCookie
 from bangi_landing.flask import Bangi
 from bangi_landing.tracker.report import probability_best
 
-from .conftest import SECRET, Landing, Tracker
+from .conftest import SECRET, Landing, Tracker, new_click
 from .test_tracker_report import postback, put_campaign
 from .utils import SUB1, Recorder, Sink, live_server
 
@@ -386,3 +386,16 @@ def test_postback_templates_fill_the_variant_macro_on_every_event_of_the_journey
         ("/pb/lead", "v=x&s="),
         ("/pb/postback", "v=x&s=accept"),
     ]
+
+
+def test_the_report_compares_the_ten_variants_with_the_most_clicks(tracker: Tracker) -> None:
+    for number in range(12):  # any API client can send clicks of made-up variants
+        for _ in range(12 - number):
+            new_click(tracker, 3, lander=f"v{number:02}")
+    new_click(tracker, 3, lander=["v00", "v01"])  # a repeated parameter names no variant
+    new_click(tracker, 3, lander="x" * 500)
+    table = report_table(tracker, 3)
+    assert sorted(table) == [f"v{number:02}" for number in range(10)]
+    assert [int(table[f"v{n:02}"]["clicks"]) for n in range(10)] == list(range(12, 2, -1))
+    page = tracker.http.get(tracker.url, timeout=5).text
+    assert "3 more variants with fewer clicks are not shown." in page

@@ -151,6 +151,7 @@ class CampaignRow:
     funnel: list[FunnelStep]
     paid: Mapping[str | None, float]  # accepted payout per currency
     variants: list[VariantRow] = field(default_factory=list)  # its split test, if it has one
+    more_variants: int = 0  # variants with fewer clicks, beyond MAX_VARIANTS, not shown
 
 
 @dataclass(frozen=True)
@@ -231,6 +232,9 @@ def _funnel(clicks: int, leads: int, accepted: int) -> list[FunnelStep]:
 
 
 BEST_DRAWS = 10_000  # Monte Carlo draws per campaign: about ±0.5 points on each probability
+# Variants compared per campaign, those with the most clicks: a split test has a handful, and
+# any API client can send clicks of a thousand made-up ones (each costs the page its draws).
+MAX_VARIANTS = 10
 BEST_METHOD = (
     "Probability best: each variant's lead rate has a Beta(1 + leads, 1 + clicks - leads)"
     f" posterior (a uniform prior); the share of {BEST_DRAWS:,} seeded Monte Carlo draws in"
@@ -265,7 +269,7 @@ def _variant_rows(summaries: list[dict[str, Any]], currency: str | None) -> list
     highest = max(rates, default=0.0) or 1.0
     return [
         VariantRow(
-            name=str(summary["variant"]),
+            name=_truncate(str(summary["variant"]), _PARAM_VALUE_CHARS),
             clicks=clicks,
             leads=leads,
             accepted=int(summary["accepted"]),
@@ -289,6 +293,8 @@ def _campaign_rows(store: TrackerStore) -> list[CampaignRow]:
         variants.setdefault(summary["campaign_id"], []).append(summary)
     rows = []
     for summary in store.campaign_summaries():
+        tested = sorted(variants.get(summary["id"], []), key=lambda v: -int(v["clicks"]))
+        shown = sorted(tested[:MAX_VARIANTS], key=lambda v: str(v["variant"]))
         clicks, leads = int(summary["clicks"]), int(summary["leads"])
         statuses: list[tuple[str, int]] = [(s, int(summary[s])) for s in STATUSES]
         by_currency = payouts.get(summary["id"], {})
@@ -304,7 +310,8 @@ def _campaign_rows(store: TrackerStore) -> list[CampaignRow]:
                 conversion=_percent(leads, clicks),
                 funnel=_funnel(clicks, leads, int(summary["accept"])),
                 paid=by_currency,
-                variants=_variant_rows(variants.get(summary["id"], []), summary["currency"]),
+                variants=_variant_rows(shown, summary["currency"]),
+                more_variants=len(tested) - len(shown),
             )
         )
     return rows
