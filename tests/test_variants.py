@@ -22,7 +22,7 @@ from bangi_landing.flask import Bangi
 from bangi_landing.tracker.report import probability_best
 
 from .conftest import SECRET, Landing, Tracker, new_click
-from .test_tracker_report import postback, put_campaign
+from .test_tracker_report import lead, postback, put_campaign
 from .utils import SUB1, Recorder, Sink, live_server
 
 if TYPE_CHECKING:
@@ -399,3 +399,12 @@ def test_the_report_compares_the_ten_variants_with_the_most_clicks(tracker: Trac
     assert [int(table[f"v{n:02}"]["clicks"]) for n in range(10)] == list(range(12, 2, -1))
     page = tracker.http.get(tracker.url, timeout=5).text
     assert "3 more variants with fewer clicks are not shown." in page
+
+
+def test_the_report_counts_a_lead_under_its_clicks_variant(tracker: Tracker) -> None:
+    click_id = new_click(tracker, 4, lander="a")
+    new_click(tracker, 4, lander="b")
+    lead(tracker, click_id, lander="b")  # from a page on another domain, say
+    table = report_table(tracker, 4)
+    assert (table["a"]["clicks"], table["a"]["leads"]) == ("1", "1")
+    assert (table["b"]["clicks"], table["b"]["leads"]) == ("1", "0")
