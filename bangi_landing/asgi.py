@@ -12,7 +12,8 @@ Starlette, FastAPI, Quart, Litestar or anything else that speaks ASGI::
 ``websocket`` passes through, and ``lifespan`` too, except that the
 shutdown waits up to two seconds for pending events to be delivered. The
 app reads the clickId at ``scope["state"]["bangi_click_id"]`` (Starlette's
-``request.state.bangi_click_id``) and ``scope["bangi.click_id"]``.
+``request.state.bangi_click_id``) and ``scope["bangi.click_id"]``, and a split
+test's variant at ``scope["state"]["bangi_variant"]`` and ``scope["bangi.variant"]``.
 
 Nothing here blocks the event loop: a submit's body is read from the
 ``http.request`` messages (at most ``max_submit_size`` bytes) and replayed
@@ -27,7 +28,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from .core import Journey, LandingCore, Meta, StreamRewriter, relay
+from .core import VARIANT_KEY, Journey, LandingCore, Meta, StreamRewriter, relay
 from .core.landing import logger
 from .core.submit import parse_fields
 
@@ -91,6 +92,10 @@ class BangiLandingASGI(LandingCore):
         except Exception:
             logger.exception("bangi-landing: could not read the request; passing it through")
             journey = None
+        variant = meta.get(VARIANT_KEY)  # a crawler's too
+        if variant is not None:
+            scope["bangi.variant"] = variant
+            scope.setdefault("state", {})["bangi_variant"] = variant
         if journey is None:
             await self.app(scope, receive, send)
             return

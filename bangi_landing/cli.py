@@ -217,6 +217,8 @@ def demo(host: str, port: int, tracker_port: int, db: Path, outbox: Path) -> Non
             relay_secret=relay_secret,
             # The fake network's words for its statuses.
             relay_statuses={"approved": "accept", "pending": "expect", "rejected": "reject"},
+            # Two headlines, half the visitors each: the report compares them.
+            variants={"a": 50, "b": 50},
             outbox=outbox,
         )
         serve([landing_site, tracker_site], echo=click.echo)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
 
+from .core.variants import Variants
 from .core.visitors import BOT_AGENTS
 from .destinations import AlterCPAPro, BangiTracker, PostbackTemplates
 from .outbox import DEFAULT_OUTBOX, Outbox, state_dir
@@ -172,6 +173,18 @@ def outbox(
         raise ConfigurationError(f"outbox (BANGI_OUTBOX) {path} cannot be used: {error}") from None
 
 
+def variants(value: Mapping[str, float] | None) -> Variants | None:
+    """The split test's variants (the option or ``BANGI_VARIANTS``); None or empty: no split."""
+    if not value:
+        return None
+    if not isinstance(value, Mapping):
+        raise ConfigurationError('variants (BANGI_VARIANTS) must be a mapping: {"a": 50, "b": 50}')
+    try:
+        return Variants(value)
+    except ValueError as error:
+        raise ConfigurationError(f"variants (BANGI_VARIANTS): {error}") from None
+
+
 # How a setting given as text (an environment variable, or a Flask or Django
 # setting that is a string) becomes an option's value.
 def _text(value: str) -> str:
@@ -209,6 +222,24 @@ def _text_mapping(value: str) -> dict[str, str]:
     return {key.strip(): item.strip() for key, _, item in pairs}
 
 
+def _text_weights(value: str) -> dict[str, float]:
+    """``"a:50, b:30, c:20"`` (split at each first colon), or a JSON object of numbers."""
+    if value.lstrip().startswith("{"):
+        data = json.loads(value)
+        if not isinstance(data, dict):
+            raise ValueError("must be a JSON object of weights")
+        return data
+    weights: dict[str, float] = {}
+    for name, sep, weight in (pair.partition(":") for pair in _text_list(value)):
+        if not sep:
+            raise ValueError('must be "name:weight" pairs separated by commas, or a JSON object')
+        try:
+            weights[name.strip()] = float(weight)
+        except ValueError:
+            raise ValueError(f"the weight of variant {name.strip()!r} must be a number") from None
+    return weights
+
+
 class Setting(NamedTuple):
     option: str  # the BangiLanding keyword
     default: Any  # what None means, where the option itself does not resolve its default
@@ -242,6 +273,9 @@ SETTINGS: dict[str, Setting] = {
     "BANGI_RELAY_STATUSES": Setting("relay_statuses", None, _text_mapping),
     "BANGI_BOT_AGENTS": Setting("bot_agents", BOT_AGENTS, _text_list),
     "BANGI_IGNORE_PREFETCH": Setting("ignore_prefetch", True, _text_bool),
+    "BANGI_VARIANTS": Setting("variants", None, _text_weights),
+    "BANGI_VARIANT_PARAM": Setting("variant_param", "variant", _text),
+    "BANGI_LANDER_PARAM": Setting("lander_param", "lander", _text),
 }
 _BY_OPTION = {setting.option: (name, setting) for name, setting in SETTINGS.items()}
 _LISTS = frozenset(s.option for s in SETTINGS.values() if s.from_text is _text_list)

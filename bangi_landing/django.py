@@ -22,7 +22,8 @@ environment variable of the same name where there is one; ``BANGI_SECRET_KEY``
 falls back to the environment, then to Django's ``SECRET_KEY`` (the journey
 cookie is signed under its own salt, so sharing the key is safe).
 
-A view reads the clickId at ``request.bangi_click_id`` (None for a crawler)
+A view reads the clickId at ``request.bangi_click_id`` (None for a crawler),
+a split test's variant at ``request.bangi_variant`` (None without one),
 and reports a lead's status from a CRM hook with
 ``request.bangi_landing.report_status(click_id, "accept")``; a template
 renders the field with ``{% load bangi %}{% bangi_hidden_field %}``.
@@ -44,7 +45,7 @@ from django.http.response import HttpResponseBase
 from django.utils.module_loading import import_string
 
 from . import config
-from .core import Decision, Journey, LandingCore, StreamRewriter, relay
+from .core import VARIANT_KEY, Decision, Journey, LandingCore, StreamRewriter, relay
 from .core.landing import logger
 from .core.responses import WATCHED, private, vary_on_cookie
 from .core.submit import FORM_TYPES
@@ -120,6 +121,7 @@ class BangiLandingMiddleware(LandingCore):
             logger.exception("bangi-landing: could not read the request; passing it through")
             journey = None
         request.bangi_click_id = None if journey is None else journey.click_id  # type: ignore[attr-defined]
+        request.bangi_variant = request.META.get(VARIANT_KEY)  # type: ignore[attr-defined]
         request.bangi_landing = self  # type: ignore[attr-defined]  # for report_status()
         return journey
 
@@ -215,7 +217,7 @@ class BangiLandingMiddleware(LandingCore):
         try:
             # What can fail comes before the first change: a failure leaves the response
             # as the view made it.
-            cookie = self.cookie.value(journey.click_id, journey.params) if set_cookie else ""
+            cookie = self.cookie_value(journey) if set_cookie else ""
             # One visitor's clickId must never reach another from a shared cache.
             cache_control = private(headers.get("Cache-Control", ""))
             vary = vary_on_cookie(headers.get("Vary", "")) if rewrite else ""

@@ -33,6 +33,8 @@ MAX_PAYLOAD_BYTES = 64 * 1024
 MAX_DEPTH = 8
 # SQLite's, and most trackers', largest integer; a larger one is sent as its digits.
 MAX_INT = 2**63 - 1
+# An event's journey value holding the journey's split-test variant (see Event.journey).
+JOURNEY_VARIANT = "variant"
 # Parameters the middleware sets itself: never dropped to fit the size limit.
 _OURS = frozenset({"campaignId", "landingPath", "status", "payout"})
 
@@ -71,8 +73,9 @@ class Event:
 
     ``journey`` holds what the journey carries beside its clickId: the landing
     URL parameters that destinations asked to keep (AlterCPA Pro's click id),
-    from the journey cookie. The outbox adds what it remembers of the journey's
-    click when the event is delivered.
+    from the journey cookie, and its split-test variant at :data:`JOURNEY_VARIANT`.
+    The outbox adds what it remembers of the journey's click when the event is
+    delivered.
     """
 
     kind: EventKind

@@ -23,7 +23,9 @@ Configuration keys (each falls back as noted when unset):
 ``BANGI_COOKIE_MAX_AGE`` (30 days), ``BANGI_COOKIE_DOMAIN`` (``None``),
 ``BANGI_LINK_HOSTS`` (``()``), ``BANGI_DURABLE_CLICKS`` (``False``),
 ``BANGI_POSTBACK_TEMPLATES`` (``None``), ``BANGI_RELAY_STATUSES`` (``None``),
-``BANGI_BOT_AGENTS`` (``visitors.BOT_AGENTS``), ``BANGI_IGNORE_PREFETCH`` (``True``)
+``BANGI_BOT_AGENTS`` (``visitors.BOT_AGENTS``), ``BANGI_IGNORE_PREFETCH`` (``True``),
+``BANGI_VARIANTS`` (``None``: ``"a:50, b:50"`` or a dict), ``BANGI_VARIANT_PARAM``
+(``"variant"``), ``BANGI_LANDER_PARAM`` (``"lander"``)
     the :class:`~bangi_landing.BangiLanding` options of the same names; unset, the
     environment variables, then the options' defaults. A list setting given as a
     string is comma-separated: ``"/order, /checkout"``.
@@ -36,10 +38,12 @@ Configuration keys (each falls back as noted when unset):
 ``url_prefix`` included (``"/order/submit"`` for ``@order.post("/submit")`` on a
 blueprint with ``url_prefix="/order"``).
 
-Templates get ``bangi_click_id()`` and ``bangi_hidden_field()``. A CRM hook
-reports a lead's new status with ``bangi.report_status(click_id, "accept")``. Forms are
-given the field automatically; render it yourself only where you want it
-somewhere in particular: the middleware then adds no second one.
+Templates get ``bangi_click_id()``, ``bangi_variant()`` (the split test's
+variant: ``{% include "hero_" ~ bangi_variant() ~ ".html" %}``) and
+``bangi_hidden_field()``. A CRM hook reports a lead's new status with
+``bangi.report_status(click_id, "accept")``. Forms are given the field
+automatically; render it yourself only where you want it somewhere in
+particular: the middleware then adds no second one.
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ from flask import Flask, current_app, request
 from markupsafe import Markup
 
 from . import config
-from .core import ENVIRON_KEY
+from .core import ENVIRON_KEY, VARIANT_KEY
 from .events import Event
 from .wsgi import BangiLanding
 
@@ -88,6 +92,7 @@ class Bangi:
         app.wsgi_app = middleware  # type: ignore[method-assign]
         app.extensions[EXTENSION_KEY] = middleware
         app.add_template_global(click_id, "bangi_click_id")
+        app.add_template_global(variant, "bangi_variant")
         app.add_template_global(hidden_field, "bangi_hidden_field")
         return middleware
 
@@ -95,6 +100,12 @@ class Bangi:
 def click_id() -> str | None:
     """The current request's clickId (a view can also read ``request.environ``)."""
     value = request.environ.get(ENVIRON_KEY)
+    return value if isinstance(value, str) else None
+
+
+def variant() -> str | None:
+    """The current request's split-test variant; None when the landing has no split test."""
+    value = request.environ.get(VARIANT_KEY)
     return value if isinstance(value, str) else None
 
 

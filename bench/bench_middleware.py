@@ -7,7 +7,9 @@
    visitor (a click is reported). A hands events to a sender that drops them;
    B writes them to the outbox (on, in a temporary directory) with the tracker
    down; C also delivers them, from the same process, to a fast loopback sink.
-   Ratios are medians over 60 rounds of the round's wrapped ÷ bare.
+   Ratios are medians over 60 rounds of the round's wrapped ÷ bare. A also
+   has a split test's rows (variants on: a new visitor's variant drawn, a
+   returning one's read from the cookie).
 2. p99 page latency with a tracker that answers after 2 s, and one that never
    answers, ÷ p99 with an instant tracker, outbox on.
 """
@@ -66,17 +68,26 @@ class CountingSender:
         return True
 
 
-def wrapped_app(tracker_url: str, sender=None):  # type: ignore[no-untyped-def]
+def wrapped_app(tracker_url: str, sender=None, **options):  # type: ignore[no-untyped-def]
     landing = create_app(secret_key=SECRET)
     middleware = BangiLanding(
-        landing.wsgi_app, tracker_url=tracker_url, campaign_id=1, secret_key=SECRET, sender=sender
+        landing.wsgi_app,
+        tracker_url=tracker_url,
+        campaign_id=1,
+        secret_key=SECRET,
+        sender=sender,
+        **options,
     )
     return landing, middleware
 
 
-def compare(middleware: BangiLanding, title: str) -> None:
+CLICK_ID = "8f1b5c6e-7a3d-4d20-a7f1-12a2b8f7a9c1"
+
+
+def compare(middleware: BangiLanding, title: str, split: BangiLanding | None = None) -> None:
+    """The rows of one section; with ``split`` (a landing with variants), its rows too."""
     bare = create_app(secret_key=SECRET)
-    cookie = middleware.cookie.header("8f1b5c6e-7a3d-4d20-a7f1-12a2b8f7a9c1", secure=False)
+    cookie = middleware.cookie.header(CLICK_ID, secure=False)
     new = create_environ("/?source=facebook&ad_name=video-01")
     returning = {**new, "HTTP_COOKIE": cookie.split(";", 1)[0]}
     # The same middleware with its page cache off: every view rewrites the page.
@@ -89,6 +100,11 @@ def compare(middleware: BangiLanding, title: str) -> None:
         "wrapped, returning": make_caller(middleware, returning),
         "no page cache, ret.": make_caller(uncached, returning),
     }
+    if split is not None:
+        split_cookie = split.cookie.header(CLICK_ID, secure=False, variant="b")
+        split_returning = {**new, "HTTP_COOKIE": split_cookie.split(";", 1)[0]}
+        runs["variants, new"] = make_caller(split, new)
+        runs["variants, returning"] = make_caller(split, split_returning)
     for run in runs.values():  # warm up
         for _ in range(50):
             run()
@@ -96,16 +112,21 @@ def compare(middleware: BangiLanding, title: str) -> None:
     print(title)
     for name, seconds in samples.items():
         print(f"  {name:20s} {statistics.median(seconds) * 1e6:8.1f} µs/request")
-    for visitor, target in (("returning", 1.10), ("new", 1.15)):
-        ratio = paired_ratio(samples, f"wrapped, {visitor}", f"bare, {visitor}")
-        print(f"  {visitor} visitor: wrapped ÷ bare = {ratio:.3f}  (target ≤ {target})")
+    for row, label in (("wrapped", ""), ("variants", ", variants on")):
+        for visitor, target in (("returning", 1.10), ("new", 1.15)):
+            if f"{row}, {visitor}" in samples:
+                ratio = paired_ratio(samples, f"{row}, {visitor}", f"bare, {visitor}")
+                print(f"  {visitor} visitor{label}: wrapped ÷ bare = {ratio:.3f}  (≤ {target})")
     ratio = paired_ratio(samples, "no page cache, ret.", "bare, returning")
     print(f"  returning visitor, page cache off: wrapped ÷ bare = {ratio:.3f}")
 
 
 def ratio_bench() -> None:
     _, counting = wrapped_app("http://127.0.0.1:9", CountingSender())
-    compare(counting, "A. Request path (events handed over and dropped), demo page, in-process:")
+    _, split = wrapped_app("http://127.0.0.1:9", CountingSender(), variants={"a": 50, "b": 50})
+    compare(
+        counting, "A. Request path (events handed over and dropped), demo page, in-process:", split
+    )
     # Nothing listens on port 9: the destination is paused and the events wait
     # in the outbox, so what is measured is the outbox's cost to the pages.
     _, writing = wrapped_app("http://127.0.0.1:9")

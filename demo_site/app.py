@@ -50,7 +50,7 @@ def create_app(
         # Tracking: the clickId that bangi-landing gave this visitor. The middleware
         # puts it in the WSGI environ; without it, it is the hidden sub1 form field.
         click_id = request.environ.get("bangi.click_id") or request.form.get("sub1")
-        _send_order(name=name, phone=phone, click_id=click_id)
+        _send_order(name=name, phone=phone, click_id=click_id, variant=_variant())
         return redirect(url_for("thanks"), 303)
 
     @app.get("/thanks")
@@ -66,7 +66,13 @@ def _order_page(**context: object) -> str:
     action = url_for("submit")
     if request.args:
         action += "?" + urlencode(list(request.args.items(multi=True)))
-    return render_template("index.html", action=action, **context)
+    return render_template("index.html", action=action, variant=_variant(), **context)
+
+
+def _variant() -> str | None:
+    """The headline variant of the visitor's journey, when bangi-landing splits the page."""
+    variant = request.environ.get("bangi.variant")
+    return variant if isinstance(variant, str) else None
 
 
 def _validate(name: str, phone: str) -> dict[str, str]:
@@ -83,7 +89,7 @@ def _validate(name: str, phone: str) -> dict[str, str]:
     return errors
 
 
-def _send_order(*, name: str, phone: str, click_id: str | None) -> None:
+def _send_order(*, name: str, phone: str, click_id: str | None, variant: str | None) -> None:
     """Forward the order to the CPA network; on failure log it and go on.
 
     The log line names the clickId, not the customer: keep personal data out of
@@ -95,6 +101,9 @@ def _send_order(*, name: str, phone: str, click_id: str | None) -> None:
     if click_id:
         # Tracking: send the clickId as sub1, so the network's postbacks carry it back.
         order["sub1"] = click_id
+    if variant:
+        # And the headline variant as sub2, so the network's own stats can split by it too.
+        order["sub2"] = variant
     if not url:
         log.warning("No network URL configured: order (sub1=%s) not forwarded", click_id)
         return

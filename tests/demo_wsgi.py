@@ -12,4 +12,6 @@ from bangi_landing import BangiLanding
 from demo_site import create_app
 
 app = create_app()
-app.wsgi_app = BangiLanding(app.wsgi_app, campaign_id=1, secret_key="server-test-secret-key")
+app.wsgi_app = BangiLanding(
+    app.wsgi_app, campaign_id=1, secret_key="server-test-secret-key", variants={"a": 50, "b": 50}
+)

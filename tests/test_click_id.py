@@ -16,6 +16,7 @@ from werkzeug.http import dump_cookie
 
 from bangi_landing.core.journey import (
     JourneyCookie,
+    SavedJourney,
     _KeyedBlake2b,
     _mac,
     new_click_id,
@@ -51,7 +52,7 @@ def test_cookie_round_trip_and_flags() -> None:
     cookie = JourneyCookie(SECRET)
     header = cookie.header(CLICK, secure=True)
     assert "Secure" in header and "HttpOnly" in header and "SameSite=Lax" in header
-    assert cookie.load(request_with(cookie, header)) == (CLICK, ())
+    assert cookie.load(request_with(cookie, header)) == SavedJourney(CLICK, ())
 
 
 def test_cookie_from_another_key_is_refused() -> None:
@@ -62,7 +63,7 @@ def test_cookie_from_another_key_is_refused() -> None:
 def test_expiry_is_checked_even_for_a_remembered_cookie(monkeypatch: pytest.MonkeyPatch) -> None:
     cookie = JourneyCookie(SECRET, max_age=100)
     environ = request_with(cookie, cookie.header(CLICK, secure=False))
-    assert cookie.load(environ) == (CLICK, ())  # verified and remembered
+    assert cookie.load(environ) == SavedJourney(CLICK, ())  # verified and remembered
     later = time.time() + 101
     monkeypatch.setattr(
         "bangi_landing.core.journey.time", types.SimpleNamespace(time=lambda: later)
@@ -73,8 +74,9 @@ def test_expiry_is_checked_even_for_a_remembered_cookie(monkeypatch: pytest.Monk
 def test_each_visitor_gets_their_own_click_id() -> None:
     cookie = JourneyCookie(SECRET)
     first, second = str(uuid.uuid4()), str(uuid.uuid4())
-    assert cookie.load(request_with(cookie, cookie.header(first, secure=False))) == (first, ())
-    assert cookie.load(request_with(cookie, cookie.header(second, secure=False))) == (second, ())
+    for click_id in (first, second):
+        header = cookie.header(click_id, secure=False)
+        assert cookie.load(request_with(cookie, header)) == SavedJourney(click_id, ())
 
 
 def test_the_cookie_keeps_the_journey_params() -> None:
@@ -83,7 +85,7 @@ def test_the_cookie_keeps_the_journey_params() -> None:
     header = cookie.header(CLICK, params, secure=False)
     value = header.split(";", 1)[0].split("=", 1)[1]
     assert header.startswith(f"bangi_journey={value};") and '"' not in value  # never quoted
-    assert cookie.load(request_with(cookie, header)) == (CLICK, params)
+    assert cookie.load(request_with(cookie, header)) == SavedJourney(CLICK, params)
 
 
 def test_journey_params_cannot_be_swapped_under_a_valid_signature() -> None:
@@ -153,7 +155,7 @@ def test_a_new_journey_is_a_fresh_click_id_and_its_signed_cookie() -> None:
     assert len({click_id for click_id, _ in journeys}) == 200
     for click_id, value in journeys:
         assert uuid.UUID(click_id).version == 4
-        assert cookie.load({"HTTP_COOKIE": f"bangi_journey={value}"}) == (click_id, ())
+        assert cookie.load({"HTTP_COOKIE": f"bangi_journey={value}"}) == SavedJourney(click_id, ())
     assert cookie.header_with(value, secure=False).startswith(f"bangi_journey={value}; Expires=")
 
 

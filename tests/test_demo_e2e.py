@@ -84,10 +84,14 @@ def test_a_visitor_journey_from_click_to_postback(demo: Demo) -> None:
     assert click["params"]["ad_name"] == "video-01"
     assert browser.cookies.get("bangi_journey")
     assert SUB1.findall(page.text) == [click_id]  # the order form; the page has one
+    # The demo splits its headline: the click carries the variant the visitor saw.
+    variant = "b" if "Wake up rested" in page.text else "a"
+    assert click["params"]["lander"] == variant
 
     # A second page view is the same journey: no second click.
     again = browser.get(f"{demo.landing}/?source=facebook", timeout=5)
     assert SUB1.findall(again.text) == [click_id]
+    assert ("Wake up rested" in again.text) == (variant == "b")  # the same headline
 
     # The order: the landing's thank-you page, the lead without personal data.
     order = browser.post(
@@ -99,6 +103,7 @@ def test_a_visitor_journey_from_click_to_postback(demo: Demo) -> None:
     [lead] = eventually(lambda: demo.events(type="lead"))
     assert lead["clickId"] == click_id
     assert lead["campaignId"] == 1
+    assert lead["params"]["lander"] == variant
     assert "Ana Lima" not in str(lead["params"])
     assert "99999" not in str(lead["params"])
     assert len(demo.events(type="click")) == 1
@@ -123,6 +128,10 @@ def test_a_visitor_journey_from_click_to_postback(demo: Demo) -> None:
     ]
     assert all(call["clickId"] == click_id for call in pro)
 
+    # The campaign report compares the headlines.
+    index = requests.get(f"{demo.tracker}/", timeout=5).text
+    assert 'id="variants-1"' in index and f'data-variant="{variant}"' in index
+
     # The report shows the journey.
     report = requests.get(f"{demo.tracker}/journeys/{click_id}", timeout=5).text
     for kind in ("click", "lead", "postback"):
@@ -132,9 +141,16 @@ def test_a_visitor_journey_from_click_to_postback(demo: Demo) -> None:
 def test_the_injected_page_has_the_same_dom_plus_the_field(demo: Demo) -> None:
     from demo_site import create_app
 
-    bare = create_app().test_client().get("/?a=1").get_data(as_text=True)
     wrapped = requests.get(f"{demo.landing}/?a=1", timeout=5).text
     [click_id] = SUB1.findall(wrapped)
+    # The bare app with the headline variant the middleware gave the wrapped page.
+    variant = "b" if "Wake up rested" in wrapped else "a"
+    bare = (
+        create_app()
+        .test_client()
+        .get("/?a=1", environ_base={"bangi.variant": variant})
+        .get_data(as_text=True)
+    )
 
     def dom(html: str) -> str:
         tree = html5lib.parse(html, namespaceHTMLElements=False)

@@ -164,6 +164,23 @@ def test_the_click_id_from_the_middleware_wins_over_the_form(network: Any) -> No
     assert capture.forms()[0]["sub1"] == [from_middleware]
 
 
+def test_the_headline_variant_shows_and_goes_with_the_order_as_sub2(network: Any) -> None:
+    capture, network_url = network
+    demo = create_app(network_url=network_url)
+
+    def middleware(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        environ["bangi.variant"] = "b"  # as bangi-landing's variants option sets it
+        return demo(environ, start_response)
+
+    with serve(middleware) as (url, http):
+        page = http.get(f"{url}/", timeout=5)
+        response = submit(url, http, sub1=str(uuid.uuid4()), **VALID)
+
+    assert "Wake up rested" in page.text and "Aurora smart ring" in page.text
+    assert response.status_code == 303
+    assert capture.forms()[0]["sub2"] == ["b"]
+
+
 def test_without_any_click_id_the_order_is_still_forwarded(network: Any) -> None:
     capture, network_url = network
     with serve(create_app(network_url=network_url)) as (url, http):

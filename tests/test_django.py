@@ -21,6 +21,7 @@ from django.conf import settings
 from django.core.checks import run_checks
 from django.core.handlers.base import BaseHandler
 from django.core.wsgi import get_wsgi_application
+from django.http import HttpRequest, HttpResponse
 from django.template import Context, Template
 from django.test import AsyncClient, RequestFactory, override_settings
 from django.test.client import AsyncClientHandler
@@ -36,7 +37,7 @@ from bangi_landing.sender import BackgroundSender
 from .conftest import Landing, Tracker
 from .django_project import settings as project_settings
 from .journey import CUSTOMER, ORDER_FORM, tracked
-from .utils import SUB1, live_server
+from .utils import SUB1, Recorder, live_server
 
 # Django's settings are process-wide: configured once, here, from the test project's
 # module, rather than through DJANGO_SETTINGS_MODULE, which every subprocess that other
@@ -51,6 +52,7 @@ OURS = "bangi_landing.django.BangiLandingMiddleware"
 GZIP = "django.middleware.gzip.GZipMiddleware"
 CONDITIONAL_GET = "django.middleware.http.ConditionalGetMiddleware"
 RELAY_SECRET = project_settings.BANGI_RELAY_SECRET
+BROWSER = "Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0"
 BOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
 
 
@@ -455,3 +457,23 @@ def test_hidden_field_escapes_the_field_name() -> None:
 def test_tags_render_nothing_without_a_request() -> None:
     rendered = Template("{% load bangi %}[{% bangi_click_id %}][{% bangi_hidden_field %}]")
     assert rendered.render(Context({})) == "[][]"
+
+
+def test_a_view_reads_the_split_tests_variant_at_request_bangi_variant() -> None:
+    seen: list[str | None] = []
+
+    def view(request: HttpRequest) -> HttpResponse:
+        seen.append(request.bangi_variant)  # type: ignore[attr-defined]
+        return HttpResponse("<p>ring</p>")
+
+    recorder = Recorder()
+    with override_settings(BANGI_VARIANTS="a:1, b:1000000"):
+        split = BangiLandingMiddleware(view, sender=recorder)
+    split(RequestFactory().get("/", HTTP_USER_AGENT=BROWSER))
+    split(RequestFactory().get("/", HTTP_USER_AGENT=BOT))  # a crawler: the first variant
+    BangiLandingMiddleware(view, sender=Recorder())(
+        RequestFactory().get("/", HTTP_USER_AGENT=BROWSER)
+    )
+    assert seen == ["b", "a", None]
+    [click] = recorder.events
+    assert click.params["lander"] == "b"

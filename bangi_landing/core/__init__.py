@@ -5,6 +5,22 @@ The doors (:mod:`bangi_landing.wsgi`, :mod:`bangi_landing.asgi`,
 protocol around it.
 """
 
-from .landing import ENVIRON_KEY, Decision, Journey, LandingCore, Meta, StreamRewriter
+from .landing import (
+    ENVIRON_KEY,
+    VARIANT_KEY,
+    Decision,
+    Journey,
+    LandingCore,
+    Meta,
+    StreamRewriter,
+)
 
-__all__ = ["ENVIRON_KEY", "Decision", "Journey", "LandingCore", "Meta", "StreamRewriter"]
+__all__ = [
+    "ENVIRON_KEY",
+    "VARIANT_KEY",
+    "Decision",
+    "Journey",
+    "LandingCore",
+    "Meta",
+    "StreamRewriter",
+]

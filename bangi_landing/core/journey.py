@@ -72,6 +72,7 @@ def _forget_fresh_ids() -> None:
     _fresh_ids.clear()
     for cookie in list(_cookies):
         cookie._fresh.clear()
+        cookie._fresh_by_variant.clear()
 
 
 _cookies: weakref.WeakSet[JourneyCookie] = weakref.WeakSet()
@@ -139,10 +140,11 @@ MAX_PARAM_LENGTH = 128  # a journey parameter's value: an id, not a document
 
 
 class SavedJourney(NamedTuple):
-    """What the journey cookie holds: the clickId and the journey's kept URL parameters."""
+    """What the journey cookie holds: the clickId, the kept URL parameters, the variant."""
 
     click_id: str
     params: JourneyParams
+    variant: str | None = None  # of the landing's split test, if it has one
 
 
 class JourneyCookie:
@@ -150,7 +152,8 @@ class JourneyCookie:
 
     The value is the clickId, followed by ``~`` and the journey's kept URL
     parameters (AlterCPA Pro's click id), URL-encoded then base64url, when it
-    has any. It is signed by itsdangerous's ``TimestampSigner``
+    has any, then by ``~`` and the journey's split-test variant, when it has
+    one (``<clickId>~~b`` without parameters). It is signed by itsdangerous's ``TimestampSigner``
     (with keyed BLAKE2b, see ``_KeyedBlake2b``) under its own salt (so the
     secret key can be shared with the application without one signature
     standing in for another) and timed (so an old or stolen
@@ -159,7 +162,7 @@ class JourneyCookie:
     costs a dict lookup, and the age is still checked on every request.
 
     A new visitor's clickId and its cookie value come together from
-    :meth:`new_journey`, made ahead in batches.
+    :meth:`new_journey`, made ahead in batches (one queue per variant).
     """
 
     SALT = "bangi-landing.journey"
@@ -185,6 +188,7 @@ class JourneyCookie:
         self._read = lru_cache(maxsize=self.CACHE_SIZE)(self._read_header)
         self._attributes: dict[bool, tuple[int, str]] = {}  # by secure: (second, "; Expires=...")
         self._fresh: deque[tuple[str, str, int]] = deque()  # (clickId, value, signed at)
+        self._fresh_by_variant: dict[str, deque[tuple[str, str, int]]] = {}  # the same, per variant
         _cookies.add(self)
 
     def load(self, environ: Mapping[str, Any]) -> SavedJourney | None:
@@ -208,14 +212,18 @@ class JourneyCookie:
             payload, signed_at = self._signer.unsign(value, return_timestamp=True)
         except BadData:
             return None
-        text, _, encoded = payload.decode("ascii", "replace").partition("~")
+        text, _, rest = payload.decode("ascii", "replace").partition("~")
         click_id = parse_click_id(text)
         if click_id is None:
             return None
-        return SavedJourney(click_id, _decode_params(encoded)), signed_at.timestamp()
+        encoded, _, variant = rest.partition("~")
+        saved = SavedJourney(click_id, _decode_params(encoded), variant or None)
+        return saved, signed_at.timestamp()
 
-    def new_journey(self) -> tuple[str, str]:
+    def new_journey(self, variant: str | None = None) -> tuple[str, str]:
         """A fresh clickId (see :func:`new_click_id`) and the cookie value carrying it.
+
+        With ``variant``, the value carries it too (a queue of its own).
 
         Made ``_BATCH`` at a time and signed in one go: a new visitor's page
         then takes a pair off a queue instead of running the MAC and its
@@ -225,20 +233,30 @@ class JourneyCookie:
         older ones are dropped. A forked child starts with none of its parent's.
         """
         now = time.time()
+        queue = self._fresh
+        if variant is not None:
+            queue = self._fresh_by_variant.setdefault(variant, deque())
         while True:
             try:
-                click_id, value, signed_at = self._fresh.popleft()
+                click_id, value, signed_at = queue.popleft()
             except IndexError:  # deque operations are atomic: threads need no lock
                 fresh = [new_click_id() for _ in range(self.SIGNED_AHEAD)]
-                self._fresh.extend((c, self.value(c), self._signer.second) for c in fresh)
+                queue.extend((c, self.value(c, (), variant), self._signer.second) for c in fresh)
                 continue
             if now - signed_at <= self.FRESH_FOR:
                 return click_id, value
-            self._fresh.clear()
+            queue.clear()
 
-    def header(self, click_id: str, params: JourneyParams = (), *, secure: bool) -> str:
-        """A ``Set-Cookie`` value carrying ``click_id`` and the journey's ``params``."""
-        return self.header_with(self.value(click_id, params), secure=secure)
+    def header(
+        self,
+        click_id: str,
+        params: JourneyParams = (),
+        *,
+        secure: bool,
+        variant: str | None = None,
+    ) -> str:
+        """A ``Set-Cookie`` value carrying ``click_id``, the journey's ``params`` and variant."""
+        return self.header_with(self.value(click_id, params, variant), secure=secure)
 
     def header_with(self, value: str, *, secure: bool) -> str:
         """A ``Set-Cookie`` value carrying a signed ``value`` (from :meth:`value`)."""
@@ -250,9 +268,11 @@ class JourneyCookie:
             cached = self._attributes[secure] = (now, self._dump_attributes(secure))
         return f"{self.name}={value}{cached[1]}"
 
-    def value(self, click_id: str, params: JourneyParams = ()) -> str:
+    def value(self, click_id: str, params: JourneyParams = (), variant: str | None = None) -> str:
         """The cookie's signed value (a framework's own cookie API can set it)."""
-        payload = f"{click_id}~{_encode_params(params)}" if params else click_id
+        payload = f"{click_id}~{_encode_params(params)}" if params or variant else click_id
+        if variant:
+            payload = f"{payload}~{variant}"
         return self._signer.sign(payload).decode("ascii")
 
     def _dump_attributes(self, secure: bool) -> str:

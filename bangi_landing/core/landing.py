@@ -35,7 +35,7 @@ from urllib.parse import parse_qsl
 
 from .. import config
 from ..destinations import BangiTracker, Destination
-from ..events import EVENT_KINDS, Event, click_event_id, journey_event_id
+from ..events import EVENT_KINDS, JOURNEY_VARIANT, Event, click_event_id, journey_event_id
 from ..outbox import DEFAULT_OUTBOX
 from ..sender import BackgroundSender
 from . import privacy
@@ -43,6 +43,7 @@ from .journey import (
     MAX_PARAM_LENGTH,
     JourneyCookie,
     JourneyParams,
+    SavedJourney,
     parse_click_id,
 )
 from .page_cache import PageCache
@@ -51,13 +52,23 @@ from .responses import ResponseShape, ResponseShapes, classify
 from .rewrite import HtmlRewriter
 from .statuses import StatusMapper, as_any_status
 from .submit import is_form_or_json
+from .variants import Variants
 from .visitors import VisitorFilter
 
-__all__ = ["ENVIRON_KEY", "Decision", "Journey", "LandingCore", "Meta", "StreamRewriter"]
+__all__ = [
+    "ENVIRON_KEY",
+    "VARIANT_KEY",
+    "Decision",
+    "Journey",
+    "LandingCore",
+    "Meta",
+    "StreamRewriter",
+]
 
 logger = logging.getLogger("bangi_landing")
 
 ENVIRON_KEY = "bangi.click_id"
+VARIANT_KEY = "bangi.variant"  # the split test's variant, for the app to render
 
 # A request as the core sees it: CGI-style names, as in a WSGI environ or Django's META.
 Meta = MutableMapping[str, Any]
@@ -83,6 +94,14 @@ class Journey:
     is_submit: bool
     fields: dict[str, Any] | None  # a submit's parsed fields
     cookie: str | None = None  # the journey cookie's value, when signed ahead (a new journey)
+    variant: str | None = None  # of the split test, when the landing has one
+
+    def values(self) -> dict[str, str]:
+        """What its events carry for destinations beside the clickId: kept params, variant."""
+        values = dict(self.params)
+        if self.variant is not None:
+            values[JOURNEY_VARIANT] = self.variant
+        return values
 
 
 class Decision(NamedTuple):
@@ -170,6 +189,20 @@ class LandingCore:
         (unless they carry a journey cookie: they continue that journey).
     :param ignore_prefetch: prefetch requests (``Sec-Purpose: prefetch`` and the
         like) pass through untouched too, with the same exception.
+    :param variants: a split test: variant name -> weight (``{"a": 50, "b": 50}``;
+        ``BANGI_VARIANTS="a:50,b:50"``). A new journey gets a variant drawn by
+        weight at its first page view and keeps it for its life (in the journey
+        cookie), so changing the weights moves only new journeys; a journey whose
+        variant was removed from the test gets a new draw. The app reads it at
+        ``environ["bangi.variant"]``; the click and the lead carry it as
+        ``lander_param``. Crawlers and prefetches see the first variant (or the
+        URL's). Names are 1 to 32 of ``A-Z a-z 0-9 _ -``, weights positive
+        numbers: anything else fails at start-up. Default: no split test.
+    :param variant_param: the URL parameter naming the variant a new journey
+        gets (``?variant=b``, for previews and traffic sources that split
+        themselves); an unknown name is ignored, and a journey under way keeps
+        its own variant, so its click and lead always agree.
+    :param lander_param: the click's and the lead's parameter carrying the variant.
     :param outbox: the SQLite file where events wait until the tracker has them,
         shared by the landing's worker processes. Default: ``BANGI_OUTBOX``, else
         ``~/.local/state/bangi-landing/outbox-<hash>.sqlite3``, a file of this
@@ -210,6 +243,9 @@ class LandingCore:
         ignore_prefetch: bool | None = None,  # BANGI_IGNORE_PREFETCH, else True
         outbox: str | os.PathLike[str] | None = DEFAULT_OUTBOX,  # $BANGI_OUTBOX or ~/.local/state
         durable_clicks: bool | None = None,  # BANGI_DURABLE_CLICKS, else False
+        variants: Mapping[str, float] | None = None,  # BANGI_VARIANTS; None: no split test
+        variant_param: str | None = None,  # BANGI_VARIANT_PARAM, else "variant"
+        lander_param: str | None = None,  # BANGI_LANDER_PARAM, else "lander"
         sender: Sender | None = None,  # None: background delivery to tracker_url
     ) -> None:
         # Each option falls back to its BANGI_* environment variable, then its default.
@@ -225,6 +261,9 @@ class LandingCore:
         bot_agents = config.option("bot_agents", bot_agents)
         ignore_prefetch = config.option("ignore_prefetch", ignore_prefetch)
         durable_clicks = config.option("durable_clicks", durable_clicks)
+        self.variants: Variants | None = config.variants(config.option("variants", variants))
+        self.variant_param: str = config.option("variant_param", variant_param)
+        self.lander_param: str = config.option("lander_param", lander_param)
         self.destinations = config.destinations(
             tracker_url=tracker_url,
             altercpa_url=altercpa_url,
@@ -254,9 +293,15 @@ class LandingCore:
         self.responses = ResponseShapes()
         self._durable_kinds = frozenset(EVENT_KINDS if durable_clicks else ("lead", "postback"))
         self.visitors = VisitorFilter(bot_agents, prefetch=ignore_prefetch)
-        # URL parameters kept for the journey, in its cookie, for the destinations that need them.
+        # URL parameters kept for the journey, in its cookie, for the destinations that need them
+        # (the variant is the journey's own, never the URL's).
         self.journey_params = tuple(
-            dict.fromkeys(name for d in self.destinations for name in d.journey_params)
+            dict.fromkeys(
+                name
+                for d in self.destinations
+                for name in d.journey_params
+                if name != JOURNEY_VARIANT
+            )
         )
         self.sender: Sender = sender or BackgroundSender(
             self.destinations,
@@ -290,7 +335,9 @@ class LandingCore:
     def journey(self, meta: Meta, read_fields: ReadFields) -> Journey | None:
         """The request's journey; a submit's fields come from ``read_fields(meta)``.
 
-        The clickId is put in ``meta`` at :data:`ENVIRON_KEY`, for the app.
+        The clickId is put in ``meta`` at :data:`ENVIRON_KEY`, for the app, and
+        with a split test the variant at :data:`VARIANT_KEY` (for crawlers and
+        prefetches too: the URL's, else the first).
 
         None for crawlers, link previews and prefetches, which start no journey
         and take over none (their requests pass through untouched), unless the
@@ -313,16 +360,39 @@ class LandingCore:
         else:
             click_id, source = None, "new"
         if source != "cookie" and self.visitors.ignores(meta):
+            if self.variants is not None:
+                meta[VARIANT_KEY] = self._url_variant(query) or self.variants.first
             return None
+        kept = saved if saved and saved.click_id == click_id else None  # this journey's
+        variant = None
+        if self.variants is not None:
+            variant = self._variant(query, kept)
+            meta[VARIANT_KEY] = variant
         if click_id is None:
-            click_id, signed = self.cookie.new_journey()
-        params: JourneyParams = saved.params if saved and saved.click_id == click_id else ()
+            click_id, signed = self.cookie.new_journey(variant)
+        params: JourneyParams = kept.params if kept else ()
         if self.journey_params and len(params) < len(self.journey_params) and query:
             params = self._kept_params(query, params)
-        save = saved is None or saved.click_id != click_id or saved.params != params
+        save = kept is None or kept.params != params or kept.variant != variant
         meta[ENVIRON_KEY] = click_id
-        signed = None if params else signed  # signed for the clickId alone
-        return Journey(click_id, source, params, save, is_submit, fields, signed)
+        signed = None if params else signed  # signed for the clickId (and variant) alone
+        return Journey(click_id, source, params, save, is_submit, fields, signed, variant)
+
+    def _variant(self, query: str, kept: SavedJourney | None) -> str:
+        """A journey's variant: the one it has, else the URL's, else one drawn by weight."""
+        assert self.variants is not None
+        return (
+            self.variants.known(kept.variant if kept else None)
+            or self._url_variant(query)
+            or self.variants.draw()
+        )
+
+    def _url_variant(self, query: str) -> str | None:
+        """The known variant the URL names, if any."""
+        if self.variants is None or self.variant_param not in query:
+            return None
+        value = next((v for k, v in parse_qsl(query) if k == self.variant_param), None)
+        return self.variants.known(value)
 
     def _submit(self, meta: Meta, read_fields: ReadFields) -> tuple[bool, dict[str, Any] | None]:
         """Whether a POST is a lead's submit, and its fields (form or JSON bodies only)."""
@@ -384,9 +454,10 @@ class LandingCore:
 
     def _click(self, meta: Meta, journey: Journey) -> Event:
         path = meta.get("SCRIPT_NAME", "") + meta.get("PATH_INFO", "")
-        params = _ClickParams(meta.get("QUERY_STRING", ""), path, self.campaign_id)
+        lander = None if journey.variant is None else (self.lander_param, journey.variant)
+        params = _ClickParams(meta.get("QUERY_STRING", ""), path, self.campaign_id, lander)
         event_id = click_event_id(journey.click_id)
-        return Event("click", journey.click_id, params, event_id, journey=dict(journey.params))
+        return Event("click", journey.click_id, params, event_id, journey=journey.values())
 
     def _lead(self, journey: Journey) -> Event:
         fields = journey.fields or {}
@@ -398,9 +469,11 @@ class LandingCore:
                 params["withheldFields"] = withheld
         for ours in (self.field_name, "clickId", "eventId"):
             params.pop(ours, None)
+        if journey.variant is not None:
+            params[self.lander_param] = journey.variant
         # One lead per journey: a form submitted twice is the same lead everywhere.
         event_id = journey_event_id("lead", journey.click_id)
-        return Event("lead", journey.click_id, params, event_id, journey=dict(journey.params))
+        return Event("lead", journey.click_id, params, event_id, journey=journey.values())
 
     def decide(self, meta: Meta, journey: Journey, code: int, found: Mapping[str, str]) -> Decision:
         """What a response of ``journey`` gets: its events, the cookie, the clickId in its forms.
@@ -436,9 +509,13 @@ class LandingCore:
 
     def cookie_header(self, journey: Journey, *, secure: bool) -> str:
         """The ``Set-Cookie`` value that keeps ``journey``."""
+        return self.cookie.header_with(self.cookie_value(journey), secure=secure)
+
+    def cookie_value(self, journey: Journey) -> str:
+        """The journey cookie's signed value that keeps ``journey``."""
         if journey.cookie:  # signed ahead, for a new journey
-            return self.cookie.header_with(journey.cookie, secure=secure)
-        return self.cookie.header(journey.click_id, journey.params, secure=secure)
+            return journey.cookie
+        return self.cookie.value(journey.click_id, journey.params, journey.variant)
 
     def report(self, event: Event) -> None:
         """Hand ``event`` to the sender; never raises.
@@ -503,7 +580,8 @@ class LandingCore:
 
 
 class _ClickParams(Mapping[str, Any]):
-    """A click's parameters: the landing URL's, ``landingPath`` and ``campaignId`` (ours win).
+    """A click's parameters: the landing URL's, ``landingPath``, ``campaignId`` and the
+    variant under its ``lander`` name (ours win).
 
     The URL's parameters go through the personal-data filter as a lead's fields do.
 
@@ -511,10 +589,13 @@ class _ClickParams(Mapping[str, Any]):
     writes the event to the outbox: off the page's path.
     """
 
-    __slots__ = ("_campaign_id", "_params", "_path", "_query")
+    __slots__ = ("_campaign_id", "_lander", "_params", "_path", "_query")
 
-    def __init__(self, query: str, path: str, campaign_id: int | None) -> None:
+    def __init__(
+        self, query: str, path: str, campaign_id: int | None, lander: tuple[str, str] | None
+    ) -> None:
         self._query, self._path, self._campaign_id = query, path, campaign_id
+        self._lander = lander  # (parameter name, variant)
         self._params: dict[str, Any] | None = None
 
     def _parsed(self) -> dict[str, Any]:
@@ -533,6 +614,8 @@ class _ClickParams(Mapping[str, Any]):
         params["landingPath"] = self._path
         if self._campaign_id is not None:
             params["campaignId"] = self._campaign_id
+        if self._lander is not None:
+            params[self._lander[0]] = self._lander[1]
         params.pop("clickId", None)
         params.pop("eventId", None)
         self._params = params

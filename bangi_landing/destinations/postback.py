@@ -8,9 +8,10 @@
     })
 
 A macro is a name in braces: ``{clickId}``, ``{eventId}``, ``{status}``,
-``{payout}``, any parameter of the event (a click's URL parameters, a lead's
-form fields, a postback's extras) or of its journey. Values are URL-encoded;
-a macro with no value becomes empty.
+``{payout}``, ``{variant}`` (the journey's split-test variant, on every event
+of the journey, a status reported later included), any parameter of the event
+(a click's URL parameters, a lead's form fields, a postback's extras) or of
+its journey. Values are URL-encoded; a macro with no value becomes empty.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from ..events import EVENT_KINDS, Event, EventKind
+from ..events import EVENT_KINDS, JOURNEY_VARIANT, Event, EventKind
 from .base import DEFAULT_TIMEOUT, HttpDestination
 
 _MACRO = re.compile(r"\{([A-Za-z0-9_.\-]+)\}")
@@ -71,6 +72,8 @@ class PostbackTemplates(HttpDestination):
 
     def url_for(self, event: Event) -> str:
         values: dict[str, Any] = {**event.journey, **event.params}
+        if JOURNEY_VARIANT in event.journey:  # the journey's, never a URL parameter's
+            values[JOURNEY_VARIANT] = event.journey[JOURNEY_VARIANT]
         values["clickId"] = event.click_id
         values["eventId"] = event.event_id
 

@@ -29,6 +29,7 @@ from ..core.statuses import PAID_STATUSES, Status, StatusMapper
 from .untrusted import load_stored
 
 EVENT_TYPES = ("click", "lead", "postback", "altercpa")
+LANDER = "lander"  # a click's split-test variant: the landing's default lander_param
 
 # What the fake AlterCPA Pro answers a status.json for a lead it does not have.
 NO_SUCH_PRO_LEAD = "no such lead: register it with click.json first, or send auto=1"
@@ -325,6 +326,45 @@ class TrackerStore:
                 totals.setdefault(row["campaign_id"], {})[row["currency"]] = row["amount"]
         return totals
 
+    def variant_summaries(self) -> list[dict[str, Any]]:
+        """Per campaign and split-test variant: clicks, leads, accepted, accepted payouts.
+
+        A journey's variant is its click's ``lander`` parameter (the landing's
+        default name for it); clicks without one are in no variant. Leads and
+        statuses count journeys, as :meth:`campaign_summaries` does. ``paid`` is
+        the accepted payout per currency.
+        """
+        with_variant = f"""
+        WITH latest AS ({_LATEST_POSTBACKS}),
+        variants AS (
+            SELECT click_id, campaign_id, json_extract(params, '$.{LANDER}') AS variant
+            FROM events
+            WHERE type = 'click' AND json_type(params, '$.{LANDER}') = 'text'
+        )
+        """  # noqa: S608 (constant SQL)
+        counts = f"""{with_variant}
+        SELECT v.campaign_id, v.variant, count(*) AS clicks,
+            sum(EXISTS (SELECT 1 FROM events e WHERE e.type = 'lead' AND e.click_id = v.click_id))
+                AS leads,
+            coalesce(sum(l.status = 'accept'), 0) AS accepted
+        FROM variants v LEFT JOIN latest l ON l.click_id = v.click_id AND l.nth = 1
+        GROUP BY v.campaign_id, v.variant ORDER BY v.campaign_id, v.variant
+        """  # noqa: S608 (constant SQL)
+        paid = f"""{with_variant}
+        SELECT v.campaign_id, v.variant, l.currency, sum(l.payout) AS amount
+        FROM variants v JOIN latest l ON l.click_id = v.click_id AND l.nth = 1
+        WHERE l.status = 'accept' AND l.payout IS NOT NULL
+        GROUP BY v.campaign_id, v.variant, l.currency
+        """  # noqa: S608 (constant SQL)
+        with self._connection() as db:
+            rows = {
+                (r["campaign_id"], r["variant"]): {**dict(r), "paid": {}}
+                for r in db.execute(counts)
+            }
+            for row in db.execute(paid):
+                rows[row["campaign_id"], row["variant"]]["paid"][row["currency"]] = row["amount"]
+        return list(rows.values())
+
     # The fake AlterCPA Pro (altercpa.py)
 
     def record_pro_call(
@@ -414,7 +454,7 @@ class TrackerStore:
 
 # Each journey's postbacks numbered newest first: nth = 1 is its current status.
 _LATEST_POSTBACKS = """
-    SELECT campaign_id, status, payout, currency,
+    SELECT click_id, campaign_id, status, payout, currency,
            row_number() OVER (PARTITION BY click_id ORDER BY id DESC) AS nth
     FROM events WHERE type = 'postback' AND campaign_id IS NOT NULL
 """
