@@ -18,7 +18,7 @@ from bangi_landing.tracker import TrackerStore, create_app
 from bangi_landing.tracker.altercpa import TOKENS_ENV
 
 from .landing import landing_app
-from .utils import live_server
+from .utils import ErrorsLogged, live_server
 
 
 @pytest.fixture(autouse=True)
@@ -33,20 +33,11 @@ def _no_altercpa_tokens_from_the_environment(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.delenv(TOKENS_ENV, raising=False)
 
 
-class _ErrorsLogged(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
 @pytest.fixture(autouse=True)
 def _errors_fail_the_test(request: pytest.FixtureRequest) -> Iterator[None]:
     """The middleware fails open for its users, never for its tests: an error it logs
     fails the test that caused it, unless the test is marked ``logs_errors``."""
-    errors = _ErrorsLogged()
+    errors = ErrorsLogged()
     logger = logging.getLogger("bangi_landing")
     logger.addHandler(errors)
     try:

@@ -22,7 +22,7 @@ from werkzeug.test import create_environ, run_wsgi_app
 
 from bangi_landing import BangiLanding
 
-from .utils import ADDED, Recorder
+from .utils import ADDED, ErrorsLogged, Recorder
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -123,15 +123,6 @@ def responses(draw: st.DrawFn) -> dict[str, Any]:
     }
 
 
-class ErrorsSeen(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
 @settings(
     max_examples=300,
     deadline=None,
@@ -169,7 +160,7 @@ def test_any_request_and_response_pass_through_intact(
         sender=Recorder(),
         link_hosts=["shop.example"],
     )
-    errors = ErrorsSeen()
+    errors = ErrorsLogged()  # per example, so hypothesis can find the one
     logger = logging.getLogger("bangi_landing")
     logger.addHandler(errors)
     try:

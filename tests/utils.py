@@ -4,6 +4,7 @@ test utils), servers in real processes, tracker stand-ins, and small helpers."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import signal
@@ -218,3 +219,14 @@ def _serving(server: BaseServer) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+class ErrorsLogged(logging.Handler):
+    """Collects the ERROR records of a logger it is added to."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
