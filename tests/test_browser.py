@@ -13,6 +13,7 @@ import uuid
 import pytest
 import requests
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.wait import WebDriverWait
 
@@ -127,7 +128,8 @@ def test_the_network_page_fits_1280_pixels(
     # A button sends the postback (to the demo landing's relay); the page shows its result.
     browser.find_element(By.CSS_SELECTOR, "#orders tbody tr:last-child button.approved").click()
     result = "#orders tbody tr:last-child td.postback"
-    WebDriverWait(browser, 10).until(
+    # The button posts a form and the page reloads: an element found meanwhile may go stale.
+    WebDriverWait(browser, 10, ignored_exceptions=(StaleElementReferenceException,)).until(
         lambda driver: "HTTP" in driver.find_element(By.CSS_SELECTOR, result).text
     )
     shot = chrome.screenshot(browser, "network")
