@@ -6,11 +6,13 @@ Help texts come from docstrings written in reST, as the rest of the package's;
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import os
 import re
 import secrets
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,7 +24,7 @@ import click
 from . import __version__, config
 from .outbox import Outbox, state_dir
 from .retry import RetryPolicy
-from .serving import Site, serve
+from .serving import Site, serve, stop_signal
 
 _host = click.option(
     "--host", default="127.0.0.1", show_default=True, help="Interface to listen on."
@@ -224,6 +226,61 @@ def demo(host: str, port: int, tracker_port: int, db: Path, outbox: Path) -> Non
         serve([landing_site, tracker_site], echo=click.echo)
     finally:
         store.close()
+
+
+@main.command("serve")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@_host
+@click.option(
+    "--port", default=8000, show_default=True, type=_port, help="Port to listen on (0: any free)."
+)
+@click.option(
+    "--threads",
+    default=8,
+    show_default=True,
+    type=click.IntRange(1, 256),
+    help="Requests served at once (waitress's worker threads).",
+)
+@click.option("--check", is_flag=True, help="Check the landing, print what it does, serve nothing.")
+def serve_files(path: Path, host: str, port: int, threads: int, check: bool) -> None:
+    """Serve a landing made of files: a folder, or a ``.zip`` of one.
+
+    HTML pages get the click, the field in every form and the lead from the
+    form's POST (whatever its action: ``order.php``, ``api/send``), answered
+    with a 303 to the thank-you page (``thanks.html``, ``success.html``, or
+    ``thank_you`` in ``landing.toml``). Assets are served with caching headers.
+    Settings: ``landing.toml`` in the folder or beside it, and ``BANGI_*``
+    variables (which win). Runs on waitress; for several processes run
+    ``bangi_landing.files:create_app`` under gunicorn.
+    """
+    import logging
+
+    from waitress import create_server
+
+    from .files import load
+
+    with contextlib.ExitStack() as stack:
+        try:
+            landing = load(path, stack)
+            lines = landing.describe()
+        except config.ConfigurationError as error:
+            raise click.ClickException(str(error)) from None
+        if check:
+            for line in lines:
+                click.echo(line)
+            return
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+        app = landing.wsgi()
+        stack.callback(app.middleware.close)
+        server = create_server(app, host=host, port=port, threads=threads, ident="bangi-landing")
+        stack.callback(server.close)
+        url_host = f"[{host}]" if ":" in host else host
+        click.echo(f"Landing: http://{url_host}:{server.effective_port}/")
+        with stop_signal() as stop:
+            threading.Thread(target=server.run, daemon=True).start()
+            while not stop.wait(0.5):  # timed: the main thread stays responsive to signals
+                pass
+        click.echo("Shutting down.")
 
 
 @main.group()
