@@ -7,7 +7,7 @@ import os
 import sys
 import zipfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -19,7 +19,15 @@ from bangi_landing import files
 from bangi_landing.cli import main
 
 from .conftest import Tracker
-from .utils import eventually, form_click_ids, free_port, running, wait_for_port
+from .utils import (
+    Recorder,
+    eventually,
+    form_click_ids,
+    free_port,
+    live_server,
+    running,
+    wait_for_port,
+)
 
 SHOP_SECRET = "shop-secret-0123456789abcdef"
 OUTSIDE = "TOP SECRET, outside the landing"
@@ -274,3 +282,34 @@ def test_a_folder_without_a_page_is_refused(
     code, output = check(tmp_path / "site", monkeypatch)
     assert code == 1
     assert "no HTML page" in output
+
+
+def test_variants_are_sub_folders_and_their_assets_follow_the_journey(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "site"
+    for name in ("a", "b"):
+        (folder / name).mkdir(parents=True)
+        (folder / name / "index.html").write_text(page(f"Headline {name}", FORM.format(action="")))
+        (folder / name / "hero.png").write_bytes(name.encode() * 10)
+    (folder / "success.html").write_text(page("Thank you", ""))
+    (folder / "shared.css").write_bytes(CSS)
+    (folder / "landing.toml").write_text("campaign_id = 7\n[variants]\na = 50\nb = 50\n")
+    monkeypatch.setenv("BANGI_SECRET_KEY", SHOP_SECRET)
+    monkeypatch.setenv("BANGI_TRACKER_URL", "http://127.0.0.1:9")
+    recorder = Recorder()
+    with ExitStack() as stack:
+        app = files.load(folder, stack).wsgi(sender=recorder)
+        with live_server(app) as url:
+            for variant in ("a", "b"):
+                browser = requests.Session()
+                home = browser.get(f"{url}/?variant={variant}", timeout=5)
+                assert f"Headline {variant}" in home.text
+                assert form_click_ids(home.text)
+                # The page's relative hero.png is its own folder's, for this journey.
+                hero = browser.get(f"{url}/hero.png", timeout=5)
+                assert hero.content == variant.encode() * 10
+                assert hero.headers["Cache-Control"].startswith("public")  # as an asset
+                assert browser.get(f"{url}/shared.css", timeout=5).content == CSS
+            clicks = [event for event in recorder.events if event.kind == "click"]
+            assert [event.params["lander"] for event in clicks] == ["a", "b"]
