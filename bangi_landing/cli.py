@@ -283,6 +283,26 @@ def serve_files(path: Path, host: str, port: int, threads: int, check: bool) -> 
         click.echo("Shutting down.")
 
 
+@main.command("new")
+@click.argument("path", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Write into a folder that is not empty.")
+def new_project(path: Path, force: bool) -> None:
+    """Write a landing project to edit into PATH: the demo's Flask landing, wired to the tracker.
+
+    The project has its own README (run it locally and under gunicorn), a
+    ``.env.example`` of its settings and tests of the journey against the
+    bundled tracker.
+    """
+    from .project import ProjectError, write_project
+
+    try:
+        written = write_project(path, force=force)
+    except ProjectError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"Wrote {_n(len(written), 'file')} into {path}. Next:")
+    click.echo(f"  cd {path} && cat README.md")
+
+
 @main.group()
 def outbox() -> None:
     """Look after the outboxes where landings' events wait for their destinations.
