@@ -228,6 +228,10 @@ def demo(host: str, port: int, tracker_port: int, db: Path, outbox: Path) -> Non
         store.close()
 
 
+MAX_REQUEST_BODY = 1024 * 1024
+PROXY_HEADERS = "x-forwarded-for x-forwarded-proto x-forwarded-host x-forwarded-port"
+
+
 @main.command("serve")
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
 @_host
@@ -241,8 +245,17 @@ def demo(host: str, port: int, tracker_port: int, db: Path, outbox: Path) -> Non
     type=click.IntRange(1, 256),
     help="Requests served at once (waitress's worker threads).",
 )
+@click.option(
+    "--trusted-proxy",
+    metavar="ADDRESS",
+    help="The reverse proxy (nginx, Caddy) in front, say 127.0.0.1: its X-Forwarded-For,"
+    " -Proto, -Host and -Port headers are believed (an HTTPS proxy makes the journey"
+    " cookie Secure). Default: none, the headers are ignored.",
+)
 @click.option("--check", is_flag=True, help="Check the landing, print what it does, serve nothing.")
-def serve_files(path: Path, host: str, port: int, threads: int, check: bool) -> None:
+def serve_files(
+    path: Path, host: str, port: int, threads: int, trusted_proxy: str | None, check: bool
+) -> None:
     """Serve a landing made of files: a folder, or a ``.zip`` of one.
 
     HTML pages get the click, the field in every form and the lead from the
@@ -250,8 +263,8 @@ def serve_files(path: Path, host: str, port: int, threads: int, check: bool) -> 
     with a 303 to the thank-you page (``thanks.html``, ``success.html``, or
     ``thank_you`` in ``landing.toml``). Assets are served with caching headers.
     Settings: ``landing.toml`` in the folder or beside it, and ``BANGI_*``
-    variables (which win). Runs on waitress; for several processes run
-    ``bangi_landing.files:create_app`` under gunicorn.
+    variables (which win). Runs on waitress, one process; for several, run
+    ``bangi_landing.files:create_app`` under gunicorn (see the README).
     """
     import logging
 
@@ -265,14 +278,27 @@ def serve_files(path: Path, host: str, port: int, threads: int, check: bool) -> 
             lines = landing.describe()
         except config.ConfigurationError as error:
             raise click.ClickException(str(error)) from None
+        for line in lines:
+            click.echo(line)
         if check:
-            for line in lines:
-                click.echo(line)
             return
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
         app = landing.wsgi()
         stack.callback(app.middleware.close)
-        server = create_server(app, host=host, port=port, threads=threads, ident="bangi-landing")
+        server = create_server(
+            app,
+            host=host,
+            port=port,
+            threads=threads,
+            ident="bangi-landing",
+            # An order form's POST is a few KiB: no visitor needs waitress's 1 GiB default.
+            max_request_body_size=MAX_REQUEST_BODY,
+            **(
+                {"trusted_proxy": trusted_proxy, "trusted_proxy_headers": PROXY_HEADERS}
+                if trusted_proxy
+                else {}
+            ),
+        )
         stack.callback(server.close)
         url_host = f"[{host}]" if ":" in host else host
         click.echo(f"Landing: http://{url_host}:{server.effective_port}/")

@@ -96,7 +96,7 @@ class Landing:
         """What ``serve`` will do with the landing, line by line (``serve --check``)."""
         middleware = self.checked()
         lines = [
-            f"Landing: {self.root}",
+            f"Folder: {self.root}",
             f"Settings: {self.settings_file or f'no {SETTINGS_FILE}'}, then BANGI_* variables",
             f"Pages: {', '.join(self.pages)}",
         ]

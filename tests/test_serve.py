@@ -72,11 +72,12 @@ def landing_dir(tmp_path: Path, tracker: Tracker) -> Path:
 
 
 @contextmanager
-def serving(path: Path, log: Path) -> Iterator[str]:
-    """``bangi-landing serve path`` in a process of its own; its URL."""
+def serving(path: Path, log: Path, *options: str) -> Iterator[str]:
+    """``bangi-landing serve path *options`` in a process of its own; its URL."""
     port = free_port()
     env = {**os.environ, "SHOP_SECRET": SHOP_SECRET}
     command = [sys.executable, "-m", "bangi_landing", "serve", str(path), "--port", str(port)]
+    command += options
     with running(command, env, log) as process:
         wait_for_port(port, process, log)
         yield f"http://127.0.0.1:{port}"
@@ -178,6 +179,16 @@ def test_paths_never_leave_the_folder(
             assert secret not in body
         assert raw_get(url, "/css/style.css") == (200, CSS)  # the same server serves files
     assert "Traceback" not in (tmp_path / "serve.log").read_text()
+
+
+@pytest.mark.parametrize("trusted", [True, False])
+def test_behind_a_trusted_https_proxy_the_cookie_is_secure(
+    landing_dir: Path, tracker: Tracker, tmp_path: Path, trusted: bool
+) -> None:
+    options = ("--trusted-proxy", "127.0.0.1") if trusted else ()
+    with serving(landing_dir, tmp_path / "serve.log", *options) as url:
+        home = requests.get(url, headers={"X-Forwarded-Proto": "https"}, timeout=5)
+        assert ("; Secure" in home.headers["Set-Cookie"]) == trusted
 
 
 def zipped(folder: Path, archive: Path) -> Path:
