@@ -2,8 +2,8 @@
 
 HTML pages go through :class:`~bangi_landing.BangiLanding` (the click, the
 field in every form, the lead from the form's POST); assets are served beside
-it by werkzeug's ``send_file`` (ETag, Last-Modified, ``Cache-Control``,
-conditional and range requests), never through the rewriter. A POST, whatever
+it by werkzeug's ``SharedDataMiddleware`` (ETag, Last-Modified,
+``Cache-Control``, a 304 to a revalidation), never through the rewriter. A POST, whatever
 its path (``order.php``, ``api/send``), is the form handler: the middleware
 makes it the lead, and this app answers it with a 303 to the thank-you page.
 
@@ -28,7 +28,7 @@ from html.parser import HTMLParser
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from werkzeug.utils import send_file
+from werkzeug.middleware.shared_data import SharedDataMiddleware
 from werkzeug.wrappers import Response
 
 from . import config
@@ -327,12 +327,11 @@ class _Pages:
         elif method not in ("GET", "HEAD"):
             response = Response("Method not allowed", 405, {"Allow": "GET, HEAD"})
         elif (page := _find(self.landing, environ)) is not None:
-            # Each visitor's page carries its own clickId: no cache may keep or share it,
-            # and no conditional request may get a 304 for another visitor's copy.
-            response = send_file(page, environ, mimetype="text/html", conditional=False, etag=False)
+            # Read whole: a page is small, and a body of known length is rewritten at once.
+            # Each visitor's copy carries its own clickId: no cache may keep or share it,
+            # and no ETag may get one visitor a 304 for another's copy.
+            response = Response(page.read_bytes(), mimetype="text/html")
             response.headers["Cache-Control"] = "no-store"
-            for name in ("Content-Disposition", "Last-Modified"):
-                del response.headers[name]
         else:
             missing = self.landing.root / "404.html"
             body = missing.read_bytes() if missing.is_file() else _NOT_FOUND
@@ -342,7 +341,10 @@ class _Pages:
 
 def _find(landing: Landing, environ: WSGIEnvironment) -> Path | None:
     """A path's file: the visitor's variant's own first (``a/style.css``), else the root's."""
-    path = environ.get("PATH_INFO", "/")
+    try:  # PEP 3333: the path's bytes as latin-1; a file's name is UTF-8
+        path = environ.get("PATH_INFO", "/").encode("latin-1").decode()
+    except UnicodeError:
+        return None
     variant = environ.get(VARIANT_KEY)
     if (
         isinstance(variant, str)
@@ -359,6 +361,10 @@ class FileLanding:
     def __init__(self, landing: Landing, middleware: BangiLanding) -> None:
         self.landing = landing
         self.middleware = middleware
+        # werkzeug's static files: ETag, Last-Modified, a 304 to a revalidation, Cache-Control.
+        self.assets = SharedDataMiddleware(
+            _gone, {"/": str(landing.root)}, cache_timeout=ASSET_MAX_AGE
+        )
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
@@ -370,11 +376,18 @@ class FileLanding:
             asset = _find(self.landing, environ)
             environ.pop(VARIANT_KEY, None)
             if asset is not None and not _is_page(asset):
-                response = send_file(asset, environ, max_age=ASSET_MAX_AGE)
-                response.headers["Cache-Control"] = f"public, max-age={ASSET_MAX_AGE}"
-                del response.headers["Content-Disposition"]
-                return response(environ, start_response)
+                # The file found and checked above, by its path in the folder (a variant's
+                # hero.png is a/hero.png): werkzeug serves exactly that one.
+                path = "/" + asset.relative_to(self.landing.root).as_posix()
+                environ["PATH_INFO"] = path.encode().decode("latin-1")
+                return self.assets(environ, start_response)
         return self.middleware(environ, start_response)
+
+
+def _gone(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+    """A file checked a moment ago and removed since: werkzeug found nothing to serve."""
+    start_response("404 Not Found", [("Content-Type", "text/html; charset=utf-8")])
+    return [_NOT_FOUND]
 
 
 class _NoSender:
