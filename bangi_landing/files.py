@@ -45,6 +45,7 @@ THANK_YOU_PAGES = ("thanks.html", "thank-you.html", "thankyou.html", "success.ht
 PAGE_SUFFIXES = frozenset({".html", ".htm"})
 # Server-side source a bought landing carries: never executed, never shown as text.
 SOURCE_SUFFIXES = frozenset({".php", ".phtml", ".php5", ".py", ".cgi", ".pl", ".sh", ".toml"})
+FILE_KEY = "bangi_landing.file"  # the file found for the request, for the app inside
 ASSET_MAX_AGE = 3600  # seconds; then the browser revalidates by ETag (a 304, no body)
 MAX_ZIP_SIZE = 200 * 1024 * 1024  # the uncompressed total an archive may have
 MAX_ZIP_RATIO = 100  # uncompressed ÷ compressed: beyond it, a zip bomb, not a landing
@@ -323,17 +324,32 @@ class _Pages:
             response = Response(status=303, headers={"Location": f"/{self.landing.thank_you}"})
         elif method not in ("GET", "HEAD"):
             response = Response("Method not allowed", 405, {"Allow": "GET, HEAD"})
-        elif (page := _find(self.landing, environ)) is not None:
+        elif (body := _read(self._page(environ))) is not None:
             # Read whole: a page is small, and a body of known length is rewritten at once.
             # Each visitor's copy carries its own clickId: no cache may keep or share it,
             # and no ETag may get one visitor a 304 for another's copy.
-            response = Response(page.read_bytes(), mimetype="text/html")
+            response = Response(body, mimetype="text/html")
             response.headers["Cache-Control"] = "no-store"
         else:
             missing = self.landing.root / "404.html"
             body = missing.read_bytes() if missing.is_file() else _NOT_FOUND
             response = Response(body, 404, mimetype="text/html")
         return response(environ, start_response)
+
+    def _page(self, environ: WSGIEnvironment) -> Path | None:
+        """The page :class:`FileLanding` found, else (a split test) the variant's own."""
+        if FILE_KEY in environ:
+            found: Path | None = environ[FILE_KEY]
+            return found
+        return _find(self.landing, environ)
+
+
+def _read(path: Path | None) -> bytes | None:
+    """The file's bytes; None if there is none (or it went since it was found)."""
+    try:
+        return None if path is None else path.read_bytes()
+    except OSError:
+        return None
 
 
 def _find(landing: Landing, environ: WSGIEnvironment) -> Path | None:
@@ -371,7 +387,10 @@ class FileLanding:
                 variant = saved.variant if saved else None
                 environ[VARIANT_KEY] = variant or next(iter(self.landing.variants))
             asset = _find(self.landing, environ)
-            environ.pop(VARIANT_KEY, None)
+            if self.landing.variants:
+                del environ[VARIANT_KEY]  # the middleware chooses the page's variant
+            else:
+                environ[FILE_KEY] = asset  # the page, or no file: _Pages need not look again
             if asset is not None and not _is_page(asset):
                 # The file found and checked above, by its path in the folder (a variant's
                 # hero.png is a/hero.png): werkzeug serves exactly that one.
