@@ -234,7 +234,13 @@ def _options(data: Mapping[str, Any], settings_file: Path | None) -> dict[str, A
         for option, value in data.items()
         if option in _OPTIONS and not os.environ.get(_OPTIONS[option])
     }
-    options = config.from_settings(lambda name: unset.get(config.SETTINGS[name].option))
+    try:
+        for option, value in unset.items():
+            if not isinstance(value, str):  # text is parsed as from the environment
+                config.check_value(_OPTIONS[option], value)
+        options = config.from_settings(lambda name: unset.get(config.SETTINGS[name].option))
+    except config.ConfigurationError as error:
+        raise LandingError(f"{settings_file}: {error}") from None
     for option in SECRET_OPTIONS:
         env = data.get(f"{option}_env")
         if env is None:

@@ -275,6 +275,9 @@ def test_check_prints_what_serve_will_do(tmp_path: Path, monkeypatch: pytest.Mon
         ('thank_you = "merci.html"\n', "thank_you: no page 'merci.html'"),
         ("campaign_id = -1\n", "campaign_id (BANGI_CAMPAIGN_ID) must be a positive integer"),
         ("[variants]\nb = 50\n", "variant 'b' has no folder b/"),
+        ("link_hosts = 5\n", "landing.toml: BANGI_LINK_HOSTS must be list or tuple, not int"),
+        ('max_submit_size = "big"\n', "landing.toml: BANGI_MAX_SUBMIT_SIZE: invalid literal"),
+        ("durable_clicks = 1\n", "landing.toml: BANGI_DURABLE_CLICKS must be bool, not int"),
     ],
 )
 def test_check_names_what_is_wrong(
