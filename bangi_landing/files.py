@@ -3,9 +3,10 @@
 HTML pages go through :class:`~bangi_landing.BangiLanding` (the click, the
 field in every form, the lead from the form's POST); assets are served beside
 it by werkzeug's ``SharedDataMiddleware`` (ETag, Last-Modified,
-``Cache-Control``, a 304 to a revalidation), never through the rewriter. A POST, whatever
-its path (``order.php``, ``api/send``), is the form handler: the middleware
-makes it the lead, and this app answers it with a 303 to the thank-you page.
+``Cache-Control``, a 304 to a revalidation), never through the rewriter. A
+POST, whatever its path (``order.php``, ``api/send``), is the form handler:
+the middleware makes it the lead, and this app answers it with a 303 to the
+thank-you page.
 
 Settings come from ``landing.toml`` in the folder or beside it, and from the
 ``BANGI_*`` environment variables, which win over the file (so one file can
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from werkzeug.middleware.shared_data import SharedDataMiddleware
 from werkzeug.wrappers import Response
@@ -49,6 +51,7 @@ FILE_KEY = "bangi_landing.file"  # the file found for the request, for the app i
 ASSET_MAX_AGE = 3600  # seconds; then the browser revalidates by ETag (a 304, no body)
 MAX_ZIP_SIZE = 200 * 1024 * 1024  # the uncompressed total an archive may have
 MAX_ZIP_RATIO = 100  # uncompressed ÷ compressed: beyond it, a zip bomb, not a landing
+MAX_ZIP_FILES = 10_000  # a landing has dozens; a million empty files is a bomb too
 # The settings a landing.toml has beside BangiLanding's options: where secrets are.
 SECRET_OPTIONS = {
     "secret_key": "BANGI_SECRET_KEY",
@@ -98,7 +101,7 @@ class Landing:
         middleware = self.checked()
         lines = [
             f"Folder: {self.root}",
-            f"Settings: {self.settings_file or f'no {SETTINGS_FILE}'}, then BANGI_* variables",
+            f"Settings: {self.settings_file or f'no {SETTINGS_FILE}'} (BANGI_* variables win)",
             f"Pages: {', '.join(self.pages)}",
         ]
         for form in self.forms:
@@ -161,7 +164,9 @@ def load(path: Path, stack: ExitStack) -> Landing:
     thank_you = data.get("thank_you") or next(
         (page for page in THANK_YOU_PAGES if (root / page).is_file()), None
     )
-    if thank_you is not None and not (root / thank_you).is_file():
+    if thank_you is not None and (
+        not isinstance(thank_you, str) or resolve(root, thank_you) is None
+    ):
         raise LandingError(f"{settings_file}: thank_you: no page {thank_you!r} in {path}")
     if forms and thank_you is None:
         raise LandingError(
@@ -178,12 +183,17 @@ def extract(archive: Path, target: Path) -> Path:
 
     Checked before a byte is written: every name stays inside the root, and
     the uncompressed total and its ratio to the compressed size stay under
-    ``MAX_ZIP_SIZE`` and ``MAX_ZIP_RATIO`` (zipfile then reads no member past
-    the size its header declares).
+    ``MAX_ZIP_SIZE`` and ``MAX_ZIP_RATIO``, and the files are at most
+    ``MAX_ZIP_FILES`` (zipfile then reads no member past the size its header
+    declares).
     """
     try:
         with zipfile.ZipFile(archive) as zipped:
             members = zipped.infolist()
+            if len(members) > MAX_ZIP_FILES:
+                raise LandingError(
+                    f"{archive}: {len(members)} files, over the limit of {MAX_ZIP_FILES}"
+                )
             for member in members:
                 name = PurePosixPath(member.filename.replace("\\", "/"))
                 if name.is_absolute() or ".." in name.parts or ":" in member.filename:
@@ -200,7 +210,8 @@ def extract(archive: Path, target: Path) -> Path:
                     f" {MAX_ZIP_RATIO} to 1 (a zip bomb?)"
                 )
             zipped.extractall(target)
-    except (zipfile.BadZipFile, OSError) as error:
+    # RuntimeError: encrypted; NotImplementedError: a compression zipfile cannot read.
+    except (zipfile.BadZipFile, OSError, RuntimeError, NotImplementedError) as error:
         raise LandingError(f"{archive}: not a readable zip archive: {error}") from None
     root = target.resolve()
     entries = [entry for entry in root.iterdir() if not entry.name.startswith(("__", "."))]
@@ -327,7 +338,8 @@ class _Pages:
         response: Response
         if method == "POST" and self.landing.thank_you is not None:
             # The form handler: the middleware has made the POST the lead.
-            response = Response(status=303, headers={"Location": f"/{self.landing.thank_you}"})
+            location = "/" + quote(self.landing.thank_you)
+            response = Response(status=303, headers={"Location": location})
         elif method not in ("GET", "HEAD"):
             response = Response("Method not allowed", 405, {"Allow": "GET, HEAD"})
         elif (body := _read(self._page(environ))) is not None:

@@ -250,6 +250,15 @@ def test_a_zip_bomb_is_refused_before_it_is_extracted(
     assert code == 1
     assert "uncompressed, over the limit of 1000" in output
 
+    # And an archive of very many files, however small.
+    monkeypatch.setattr(files, "MAX_ZIP_FILES", 2)
+    with zipfile.ZipFile(archive, "w") as out:
+        for name in ("index.html", "a.css", "b.css"):
+            out.writestr(name, page("Home", ""))
+    code, output = check(archive, monkeypatch)
+    assert code == 1
+    assert "3 files, over the limit of 2" in output
+
 
 def test_check_prints_what_serve_will_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = make_landing(tmp_path / "site", "http://127.0.0.1:9")
@@ -273,6 +282,7 @@ def test_check_prints_what_serve_will_do(tmp_path: Path, monkeypatch: pytest.Mon
         ('secret_key = "in-the-file-0123456789"\n', 'secret_key_env = "BANGI_SECRET_KEY"'),
         ('secret_key_env = "NOT_SET_ANYWHERE"\n', "variable NOT_SET_ANYWHERE is not set"),
         ('thank_you = "merci.html"\n', "thank_you: no page 'merci.html'"),
+        ('thank_you = "../outside.html"\n', "thank_you: no page '../outside.html'"),
         ("campaign_id = -1\n", "campaign_id (BANGI_CAMPAIGN_ID) must be a positive integer"),
         ("[variants]\nb = 50\n", "variant 'b' has no folder b/"),
         ("link_hosts = 5\n", "landing.toml: BANGI_LINK_HOSTS must be list or tuple, not int"),
@@ -284,6 +294,7 @@ def test_check_names_what_is_wrong(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings: str, message: str
 ) -> None:
     folder = make_landing(tmp_path / "site", "http://127.0.0.1:9")
+    (tmp_path / "outside.html").write_text(page("Not the landing's", ""))
     given = {line.partition(" =")[0] for line in settings.splitlines()}
     base = (folder / "landing.toml").read_text().splitlines()
     kept = [line for line in base if line.partition(" =")[0] not in given]
