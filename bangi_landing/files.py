@@ -349,8 +349,8 @@ class _Pages:
             response = Response(body, mimetype="text/html")
             response.headers["Cache-Control"] = "no-store"
         else:
-            missing = self.landing.root / "404.html"
-            body = missing.read_bytes() if missing.is_file() else _NOT_FOUND
+            # The folder's own 404 page, checked as any file (never a symlink out).
+            body = _read(resolve(self.landing.root, "404.html")) or _NOT_FOUND
             response = Response(body, 404, mimetype="text/html")
         return response(environ, start_response)
 

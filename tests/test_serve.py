@@ -306,6 +306,20 @@ def test_check_names_what_is_wrong(
     assert message in output
 
 
+def test_a_missing_file_gets_the_folders_own_404_page(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = make_landing(tmp_path / "site", "http://127.0.0.1:9")
+    (folder / "404.html").write_text(page("Lost?", "<p>No such ring here.</p>"))
+    monkeypatch.setenv("SHOP_SECRET", SHOP_SECRET)
+    with ExitStack() as stack:
+        app = files.load(folder, stack).wsgi(sender=Recorder())
+        with live_server(app) as url:
+            missing = requests.get(f"{url}/rings/platinum.html", timeout=5)
+    assert missing.status_code == 404
+    assert "No such ring here." in missing.text
+
+
 def test_a_folder_without_a_page_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
