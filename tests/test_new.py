@@ -24,12 +24,16 @@ def test_the_project_written_passes_its_own_tests(tmp_path: Path) -> None:
     assert "gunicorn -w 4 -b 0.0.0.0:8000 'wsgi:create_app()'" in readme
     assert "BANGI_SECRET_KEY=\n" in (project / ".env.example").read_text()
     assert (project / "landing" / "templates" / "index.html").is_file()
-    # The project's tests, in the project's folder, with this checkout's bangi-landing and
-    # nothing of this repository's tests: what its owner runs after pip install.
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HOME": str(tmp_path)}
-    env.pop("BANGI_OUTBOX", None)
+    # The project's tests in a virtual environment of their own, from the project's folder:
+    # what its owner runs after pip install. Tests take nothing from the network, so the
+    # environment sees the system's packages (flask, pytest) and this checkout as an
+    # editable install would (a .pth file), and nothing of this repository's tests.
+    python = fresh_environment(tmp_path / "venv")
+    env = {**os.environ, "HOME": str(tmp_path)}
+    for name in ("PYTHONPATH", "BANGI_OUTBOX"):
+        env.pop(name, None)
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        [python, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
         cwd=project,
         env=env,
         capture_output=True,
@@ -39,6 +43,25 @@ def test_the_project_written_passes_its_own_tests(tmp_path: Path) -> None:
     )
     assert run.returncode == 0, run.stdout + run.stderr
     assert "3 passed" in run.stdout
+
+
+def fresh_environment(folder: Path) -> str:
+    """A virtual environment with this checkout of bangi-landing in it; its python."""
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", "--system-site-packages", str(folder)],
+        check=True,
+        timeout=60,
+    )
+    python = str(folder / "bin" / "python")
+    site = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.strip()
+    (Path(site) / "bangi-landing-checkout.pth").write_text(f"{ROOT}\n")
+    return python
 
 
 def test_a_folder_with_files_is_left_alone_unless_forced(tmp_path: Path) -> None:
