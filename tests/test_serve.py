@@ -170,6 +170,9 @@ def test_assets_come_back_cached_and_untouched(
         "/order.php",
         "/.env",
         "/nothing-here.html",
+        "/%ff.html",  # not UTF-8
+        "/%00.html",
+        "/" + "a" * 5000,
     ],
 )
 def test_paths_never_leave_the_folder(
