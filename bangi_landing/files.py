@@ -79,7 +79,7 @@ class Landing:
 
     root: Path  # resolved
     settings_file: Path | None
-    options: dict[str, Any]  # BangiLanding's keyword options, secrets included
+    options: dict[str, Any] = field(repr=False)  # BangiLanding's options: secrets, never shown
     thank_you: str | None  # the page a submit is sent to, relative to the root
     pages: tuple[str, ...]
     forms: tuple[Form, ...]
