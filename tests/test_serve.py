@@ -343,12 +343,16 @@ def test_variants_are_sub_folders_and_their_assets_follow_the_journey(
         (folder / name / "hero.png").write_bytes(name.encode() * 10)
     (folder / "success.html").write_text(page("Thank you", ""))
     (folder / "shared.css").write_bytes(CSS)
-    (folder / "landing.toml").write_text("campaign_id = 7\n[variants]\na = 50\nb = 50\n")
-    monkeypatch.setenv("BANGI_SECRET_KEY", SHOP_SECRET)
+    (folder / "landing.toml").write_text(
+        'campaign_id = 7\nsecret_key_env = "SHOP_SECRET"\n[variants]\na = 50\nb = 50\n'
+    )
+    monkeypatch.setenv("SHOP_SECRET", SHOP_SECRET)
     monkeypatch.setenv("BANGI_TRACKER_URL", "http://127.0.0.1:9")
     recorder = Recorder()
     with ExitStack() as stack:
-        app = files.load(folder, stack).wsgi(sender=recorder)
+        landing = files.load(folder, stack)
+        assert SHOP_SECRET not in repr(landing)  # its options hold the secret
+        app = landing.wsgi(sender=recorder)
         with live_server(app) as url:
             for variant in ("a", "b"):
                 browser = requests.Session()
