@@ -6,11 +6,13 @@ Help texts come from docstrings written in reST, as the rest of the package's;
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import os
 import re
 import secrets
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,7 +24,7 @@ import click
 from . import __version__, config
 from .outbox import Outbox, state_dir
 from .retry import RetryPolicy
-from .serving import Site, serve
+from .serving import Site, serve, stop_signal
 
 _host = click.option(
     "--host", default="127.0.0.1", show_default=True, help="Interface to listen on."
@@ -224,6 +226,107 @@ def demo(host: str, port: int, tracker_port: int, db: Path, outbox: Path) -> Non
         serve([landing_site, tracker_site], echo=click.echo)
     finally:
         store.close()
+
+
+MAX_REQUEST_BODY = 1024 * 1024
+PROXY_HEADERS = "x-forwarded-for x-forwarded-proto x-forwarded-host x-forwarded-port"
+
+
+@main.command("serve")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@_host
+@click.option(
+    "--port", default=8000, show_default=True, type=_port, help="Port to listen on (0: any free)."
+)
+@click.option(
+    "--threads",
+    default=8,
+    show_default=True,
+    type=click.IntRange(1, 256),
+    help="Requests served at once (waitress's worker threads).",
+)
+@click.option(
+    "--trusted-proxy",
+    metavar="ADDRESS",
+    help="The reverse proxy (nginx, Caddy) in front, say 127.0.0.1: its X-Forwarded-For,"
+    " -Proto, -Host and -Port headers are believed (an HTTPS proxy makes the journey"
+    " cookie Secure). Default: none, the headers are ignored.",
+)
+@click.option("--check", is_flag=True, help="Check the landing, print what it does, serve nothing.")
+def serve_files(
+    path: Path, host: str, port: int, threads: int, trusted_proxy: str | None, check: bool
+) -> None:
+    """Serve a landing made of files: a folder, or a ``.zip`` of one.
+
+    HTML pages get the click, the field in every form and the lead from the
+    form's POST (whatever its action: ``order.php``, ``api/send``), answered
+    with a 303 to the thank-you page (``thanks.html``, ``success.html``, or
+    ``thank_you`` in ``landing.toml``). Assets are served with caching headers.
+    Settings: ``landing.toml`` in the folder or beside it, and ``BANGI_*``
+    variables (which win). Runs on waitress, one process; for several, run
+    ``bangi_landing.files:create_app`` under gunicorn (see the README).
+    """
+    import logging
+
+    from waitress import create_server
+
+    from .files import load
+
+    with contextlib.ExitStack() as stack:
+        try:
+            landing = load(path, stack)
+            lines = landing.describe()
+        except config.ConfigurationError as error:
+            raise click.ClickException(str(error)) from None
+        for line in lines:
+            click.echo(line)
+        if check:
+            return
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+        app = landing.wsgi()
+        stack.callback(app.middleware.close)
+        server = create_server(
+            app,
+            host=host,
+            port=port,
+            threads=threads,
+            ident="bangi-landing",
+            # An order form's POST is a few KiB: no visitor needs waitress's 1 GiB default.
+            max_request_body_size=MAX_REQUEST_BODY,
+            **(
+                {"trusted_proxy": trusted_proxy, "trusted_proxy_headers": PROXY_HEADERS}
+                if trusted_proxy
+                else {}
+            ),
+        )
+        stack.callback(server.close)
+        url_host = f"[{host}]" if ":" in host else host
+        click.echo(f"Landing: http://{url_host}:{server.effective_port}/")
+        with stop_signal() as stop:
+            threading.Thread(target=server.run, daemon=True).start()
+            while not stop.wait(0.5):  # timed: the main thread stays responsive to signals
+                pass
+        click.echo("Shutting down.")
+
+
+@main.command("new")
+@click.argument("path", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Write into a folder that is not empty.")
+def new_project(path: Path, force: bool) -> None:
+    """Write a landing project to edit into PATH: the demo's Flask landing, wired to the tracker.
+
+    The project has its own README (run it locally and under gunicorn), a
+    ``.env.example`` of its settings and tests of the journey against the
+    bundled tracker.
+    """
+    from .project import ProjectError, write_project
+
+    try:
+        written = write_project(path, force=force)
+    except ProjectError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"Wrote {_n(len(written), 'file')} into {path}. Next:")
+    click.echo(f"  cd {path} && cat README.md")
 
 
 @main.group()

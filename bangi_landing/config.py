@@ -278,6 +278,15 @@ SETTINGS: dict[str, Setting] = {
     "BANGI_LANDER_PARAM": Setting("lander_param", "lander", _text),
 }
 _BY_OPTION = {setting.option: (name, setting) for name, setting in SETTINGS.items()}
+# What a setting given as a value, not text, may be (a TOML file's integer, list or table).
+_VALUE_TYPES: dict[Callable[[str], Any], tuple[type, ...]] = {
+    _text: (str, int),
+    _text_list: (list, tuple),
+    _text_int: (int,),
+    _text_bool: (bool,),
+    _text_mapping: (dict,),
+    _text_weights: (dict,),
+}
 _LISTS = frozenset(s.option for s in SETTINGS.values() if s.from_text is _text_list)
 
 
@@ -290,6 +299,17 @@ def from_text(name: str, value: str) -> Any:
         return SETTINGS[name].from_text(value)
     except ValueError as error:
         raise ConfigurationError(f"{name}: {error}") from None
+
+
+def check_value(name: str, value: Any) -> None:
+    """Check that setting ``name`` given as a value (not text) is of a type it takes.
+
+    :raises ConfigurationError: it is not (``BANGI_LINK_HOSTS = 5``); the message names it.
+    """
+    types = _VALUE_TYPES[SETTINGS[name].from_text]
+    if not isinstance(value, types) or (types == (int,) and isinstance(value, bool)):
+        wanted = " or ".join(kind.__name__ for kind in types)
+        raise ConfigurationError(f"{name} must be {wanted}, not {type(value).__name__}")
 
 
 def from_settings(get: Callable[[str], Any]) -> dict[str, Any]:

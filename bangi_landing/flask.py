@@ -81,7 +81,7 @@ class Bangi:
         if not settings.get("secret_key") and not os.environ.get("BANGI_SECRET_KEY"):
             settings["secret_key"] = app.config.get("SECRET_KEY")
         settings.update(self.options)
-        if not settings.get("secret_key"):
+        if not settings.get("secret_key") and not os.environ.get("BANGI_SECRET_KEY"):
             raise config.ConfigurationError(
                 "bangi-landing needs a secret key to sign the journey cookie: set"
                 ' app.config["SECRET_KEY"] (or app.config["BANGI_SECRET_KEY"], or the'

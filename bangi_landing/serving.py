@@ -77,7 +77,7 @@ def serve(sites: Sequence[Site], *, echo: Callable[[str], object] = print) -> No
     """
     logging.getLogger("werkzeug").addFilter(RedactSecrets())
     threads = [threading.Thread(target=site.server.serve_forever, daemon=True) for site in sites]
-    with _stop_signal() as stop:
+    with stop_signal() as stop:
         try:
             for thread in threads:
                 thread.start()
@@ -97,7 +97,7 @@ def serve(sites: Sequence[Site], *, echo: Callable[[str], object] = print) -> No
 
 
 @contextmanager
-def _stop_signal() -> Iterator[threading.Event]:
+def stop_signal() -> Iterator[threading.Event]:
     """An event SIGINT and SIGTERM set, handled from before the URLs are printed.
 
     Whoever stops the process as soon as it has read them gets a clean shutdown,

@@ -10,6 +10,7 @@ import requests
 from flask import Blueprint, Flask, render_template_string, request
 
 from bangi_landing import BangiLanding, ConfigurationError
+from bangi_landing.core.journey import JourneyCookie
 from bangi_landing.flask import Bangi
 from bangi_landing.sender import BackgroundSender
 
@@ -194,6 +195,20 @@ def test_secret_key_comes_from_the_app_when_not_configured(
     Bangi(make_app(tracker))  # SECRET_KEY is long enough
     with pytest.raises(ConfigurationError, match="secret_key"):
         Bangi(make_app(tracker, SECRET_KEY="short"))
+
+
+@pytest.mark.parametrize("app_key", [None, "flask-secret-key-0123456789"])
+def test_secret_key_from_the_environment_alone(
+    tracker: Tracker, monkeypatch: pytest.MonkeyPatch, app_key: str | None
+) -> None:
+    # BANGI_SECRET_KEY set, no BANGI_SECRET_KEY in the config: the variable is the key,
+    # whether the app has a SECRET_KEY of its own or not.
+    monkeypatch.setenv("BANGI_SECRET_KEY", "env-secret-key-0123456789")
+    app = make_app(tracker, SECRET_KEY=app_key)
+    middleware = Bangi().init_app(app)
+    _, value = middleware.cookie.new_journey()
+    signed_with_env = JourneyCookie("env-secret-key-0123456789", name=middleware.cookie.name)
+    assert signed_with_env.load({"HTTP_COOKIE": f"{middleware.cookie.name}={value}"})
 
 
 def test_hidden_field_escapes_the_field_name(tracker: Tracker) -> None:

@@ -1,0 +1,368 @@
+"""`bangi-landing serve`: a landing made of files, served in a real process against the tracker."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import sys
+import zipfile
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+from click.testing import CliRunner
+
+from bangi_landing import files
+from bangi_landing.cli import main
+
+from .conftest import Tracker
+from .utils import (
+    Recorder,
+    eventually,
+    form_click_ids,
+    free_port,
+    live_server,
+    running,
+    wait_for_port,
+)
+
+SHOP_SECRET = "shop-secret-0123456789abcdef"
+OUTSIDE = "TOP SECRET, outside the landing"
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
+CSS = b"body { background: url(../img/hero.png); } /* <form action=x></form> */\n"
+PHP = "<?php mail('owner@example.com', 'order', $_POST['phone']); header('Location: success.html');"
+FORM = """<form action="{action}" method="post">
+  <input name="name"><input name="phone"><button>Order</button>
+</form>"""
+
+
+def page(title: str, body: str) -> str:
+    return (
+        f'<!doctype html><html><head><meta charset="utf-8"><title>{title}</title>'
+        '<link rel="stylesheet" href="css/style.css"></head>'
+        f'<body><img src="img/hero.png" alt="">{body}</body></html>'
+    )
+
+
+def make_landing(folder: Path, tracker_url: str) -> Path:
+    """A bought landing as it comes: pages, a form handler in PHP, images, CSS, settings."""
+    (folder / "css").mkdir(parents=True)
+    (folder / "img").mkdir()
+    (folder / "index.html").write_text(
+        page("Aurora ring", FORM.format(action="order.php") + '<a href="about.html">More</a>')
+    )
+    (folder / "about.html").write_text(page("About", FORM.format(action="order.php")))
+    (folder / "success.html").write_text(page("Thank you", "<h1>Thank you!</h1>"))
+    (folder / "order.php").write_text(PHP)
+    (folder / "css" / "style.css").write_bytes(CSS)
+    (folder / "img" / "hero.png").write_bytes(PNG)
+    (folder / "img" / "café crème.png").write_bytes(PNG[::-1])
+    (folder / "landing.toml").write_text(
+        f'tracker_url = "{tracker_url}"\ncampaign_id = 7\nsecret_key_env = "SHOP_SECRET"\n'
+    )
+    return folder
+
+
+@pytest.fixture
+def landing_dir(tmp_path: Path, tracker: Tracker) -> Path:
+    (tmp_path / "outside.txt").write_text(OUTSIDE)
+    return make_landing(tmp_path / "site", tracker.url)
+
+
+@contextmanager
+def serving(path: Path, log: Path, *options: str) -> Iterator[str]:
+    """``bangi-landing serve path *options`` in a process of its own; its URL."""
+    port = free_port()
+    env = {**os.environ, "SHOP_SECRET": SHOP_SECRET}
+    command = [sys.executable, "-m", "bangi_landing", "serve", str(path), "--port", str(port)]
+    command += options
+    with running(command, env, log) as process:
+        wait_for_port(port, process, log)
+        yield f"http://127.0.0.1:{port}"
+
+
+def raw_get(url: str, path: str) -> tuple[int, bytes]:
+    """GET ``path`` exactly as written: requests would resolve its ``..`` itself."""
+    connection = http.client.HTTPConnection(urlsplit(url).netloc, timeout=5)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def assert_journey(url: str, tracker: Tracker) -> None:
+    """A visit: a click and the field in every form; the POST: the lead and the thank-you page."""
+    browser = requests.Session()
+    home = browser.get(f"{url}/?source=fb", timeout=5)
+    assert home.status_code == 200
+    [click] = eventually(lambda: tracker.events(type="click"))
+    assert click["campaignId"] == 7
+    assert form_click_ids(home.text) == [click["clickId"]]
+    about = browser.get(f"{url}/about.html", timeout=5)
+    assert form_click_ids(about.text) == [click["clickId"]]  # the same journey
+
+    order = browser.post(
+        f"{url}/order.php",
+        data={"name": "Ana Lima", "phone": "+55 11 99999 0000", "sub1": click["clickId"]},
+        allow_redirects=False,
+        timeout=5,
+    )
+    assert order.status_code == 303
+    assert order.headers["Location"] == "/success.html"
+    thanks = browser.get(url + order.headers["Location"], timeout=5)
+    assert thanks.status_code == 200
+    assert "Thank you!" in thanks.text
+    [lead] = eventually(lambda: tracker.events(type="lead"))
+    assert lead["clickId"] == click["clickId"]
+    assert "99999" not in str(lead["params"])  # personal data stays on the landing
+    assert len(tracker.events(type="click")) == 1
+
+
+def test_a_file_landing_gives_the_click_the_field_and_the_lead(
+    landing_dir: Path, tracker: Tracker, tmp_path: Path
+) -> None:
+    with serving(landing_dir, tmp_path / "serve.log") as url:
+        assert_journey(url, tracker)
+
+
+def test_assets_come_back_cached_and_untouched(
+    landing_dir: Path, tracker: Tracker, tmp_path: Path
+) -> None:
+    with serving(landing_dir, tmp_path / "serve.log") as url:
+        for path, body in (
+            ("/css/style.css", CSS),
+            ("/img/hero.png", PNG),
+            ("/img/caf%C3%A9%20cr%C3%A8me.png", PNG[::-1]),  # a name in UTF-8, percent-encoded
+        ):
+            asset = requests.get(url + path, timeout=5)
+            assert asset.status_code == 200
+            assert asset.content == body  # not a byte rewritten, the <form> in a comment too
+            assert asset.headers["Cache-Control"] == f"max-age={files.ASSET_MAX_AGE}, public"
+            assert "Set-Cookie" not in asset.headers
+            again = requests.get(
+                url + path, headers={"If-None-Match": asset.headers["ETag"]}, timeout=5
+            )
+            assert again.status_code == 304
+        home = requests.get(url, timeout=5)
+        assert home.headers["Cache-Control"] == "no-store"  # a page carries its own clickId
+        assert "ETag" not in home.headers
+        assert "Last-Modified" not in home.headers
+        # The page is the one visit: the assets before it made no event.
+        eventually(lambda: tracker.events(type="click"))
+        assert [event["type"] for event in tracker.events()] == ["click"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/../outside.txt",
+        "/%2e%2e/outside.txt",
+        "/css/%2E%2E/%2e%2e/outside.txt",
+        "/%2e%2e%2foutside.txt",
+        "/linked.txt",
+        "/linked-folder/outside.txt",
+        "/landing.toml",
+        "/order.php",
+        "/.env",
+        "/nothing-here.html",
+        "/%ff.html",  # not UTF-8
+        "/%00.html",
+        "/" + "a" * 5000,
+    ],
+)
+def test_paths_never_leave_the_folder(
+    landing_dir: Path, tracker: Tracker, tmp_path: Path, path: str
+) -> None:
+    (landing_dir / "linked.txt").symlink_to(tmp_path / "outside.txt")
+    (landing_dir / "linked-folder").symlink_to(tmp_path)
+    (landing_dir / ".env").write_text(f"SHOP_SECRET={SHOP_SECRET}")
+    with serving(landing_dir, tmp_path / "serve.log") as url:
+        status, body = raw_get(url, path)
+        assert status == 404
+        assert b"Not found" in body  # the 404 page, not a traceback
+        for secret in (OUTSIDE.encode(), b"<?php", b"tracker_url", SHOP_SECRET.encode()):
+            assert secret not in body
+        assert raw_get(url, "/css/style.css") == (200, CSS)  # the same server serves files
+    assert "Traceback" not in (tmp_path / "serve.log").read_text()
+
+
+@pytest.mark.parametrize("trusted", [True, False])
+def test_behind_a_trusted_https_proxy_the_cookie_is_secure(
+    landing_dir: Path, tracker: Tracker, tmp_path: Path, trusted: bool
+) -> None:
+    options = ("--trusted-proxy", "127.0.0.1") if trusted else ()
+    with serving(landing_dir, tmp_path / "serve.log", *options) as url:
+        home = requests.get(url, headers={"X-Forwarded-Proto": "https"}, timeout=5)
+        assert ("; Secure" in home.headers["Set-Cookie"]) == trusted
+
+
+def zipped(folder: Path, archive: Path) -> Path:
+    """``folder`` zipped as an owner zips it: the folder itself, with its files under it."""
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as out:
+        for path in sorted(folder.rglob("*")):
+            out.write(path, path.relative_to(folder.parent).as_posix())
+    return archive
+
+
+def test_the_same_landing_from_a_zip(landing_dir: Path, tracker: Tracker, tmp_path: Path) -> None:
+    archive = zipped(landing_dir, tmp_path / "shop.zip")
+    (landing_dir / "landing.toml").rename(tmp_path / "landing.toml")  # the settings beside it
+    with serving(archive, tmp_path / "serve.log") as url:
+        assert_journey(url, tracker)
+        assert raw_get(url, "/landing.toml")[0] == 404
+
+
+def check(path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[int, str]:
+    monkeypatch.setenv("SHOP_SECRET", SHOP_SECRET)
+    result = CliRunner().invoke(main, ["serve", "--check", str(path)], terminal_width=200)
+    return result.exit_code, result.output
+
+
+def test_a_zip_with_paths_outside_its_root_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    archive = tmp_path / "evil.zip"
+    with zipfile.ZipFile(archive, "w") as out:
+        out.writestr("index.html", page("Home", ""))
+        out.writestr("../../escaped.html", "gotcha")
+    code, output = check(archive, monkeypatch)
+    assert code == 1
+    assert "'../../escaped.html' points outside the archive" in output
+    assert not (tmp_path.parent / "escaped.html").exists()
+
+
+def test_a_zip_bomb_is_refused_before_it_is_extracted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    archive = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as out:
+        out.writestr("index.html", page("Home", ""))
+        out.writestr("zeros.bin", bytes(20 * 1024 * 1024))  # ~20 KiB packed
+    code, output = check(archive, monkeypatch)
+    assert code == 1
+    assert "over the limit of 100 to 1 (a zip bomb?)" in output
+
+    # And a large archive, however little it is compressed.
+    monkeypatch.setattr(files, "MAX_ZIP_SIZE", 1000)
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as out:
+        out.writestr("index.html", page("Home", "x" * 1000))
+    code, output = check(archive, monkeypatch)
+    assert code == 1
+    assert "uncompressed, over the limit of 1000" in output
+
+    # And an archive of very many files, however small.
+    monkeypatch.setattr(files, "MAX_ZIP_FILES", 2)
+    with zipfile.ZipFile(archive, "w") as out:
+        for name in ("index.html", "a.css", "b.css"):
+            out.writestr(name, page("Home", ""))
+    code, output = check(archive, monkeypatch)
+    assert code == 1
+    assert "3 files, over the limit of 2" in output
+
+
+def test_check_prints_what_serve_will_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = make_landing(tmp_path / "site", "http://127.0.0.1:9")
+    (folder / "about.html").write_text(page("About", FORM.format(action="api/send")))
+    code, output = check(folder, monkeypatch)
+    assert code == 0, output
+    lines = output.splitlines()
+    assert "Form in index.html: POST order.php -> the lead, then a 303 to /success.html" in lines
+    assert "Form in about.html: POST api/send -> the lead, then a 303 to /success.html" in lines
+    assert "Thank-you page: success.html" in lines
+    assert "Destination: bangi http://127.0.0.1:9/" in lines
+    assert "Campaign: 7" in lines
+    assert SHOP_SECRET not in output
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ("campaign_id = 7\nx = [1,\n", "landing.toml: Invalid"),
+        ("campaign = 7\n", "landing.toml: unknown option 'campaign'"),
+        ('secret_key = "in-the-file-0123456789"\n', 'secret_key_env = "BANGI_SECRET_KEY"'),
+        ('secret_key_env = "NOT_SET_ANYWHERE"\n', "variable NOT_SET_ANYWHERE is not set"),
+        ('thank_you = "merci.html"\n', "thank_you: no page 'merci.html'"),
+        ('thank_you = "../outside.html"\n', "thank_you: no page '../outside.html'"),
+        ("campaign_id = -1\n", "campaign_id (BANGI_CAMPAIGN_ID) must be a positive integer"),
+        ("[variants]\nb = 50\n", "variant 'b' has no folder b/"),
+        ("link_hosts = 5\n", "landing.toml: BANGI_LINK_HOSTS must be list or tuple, not int"),
+        ('max_submit_size = "big"\n', "landing.toml: BANGI_MAX_SUBMIT_SIZE: invalid literal"),
+        ("durable_clicks = 1\n", "landing.toml: BANGI_DURABLE_CLICKS must be bool, not int"),
+    ],
+)
+def test_check_names_what_is_wrong(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings: str, message: str
+) -> None:
+    folder = make_landing(tmp_path / "site", "http://127.0.0.1:9")
+    (tmp_path / "outside.html").write_text(page("Not the landing's", ""))
+    given = {line.partition(" =")[0] for line in settings.splitlines()}
+    base = (folder / "landing.toml").read_text().splitlines()
+    kept = [line for line in base if line.partition(" =")[0] not in given]
+    (folder / "landing.toml").write_text("\n".join([*kept, settings]))
+    code, output = check(folder, monkeypatch)
+    assert code == 1
+    assert message in output
+
+
+def test_a_missing_file_gets_the_folders_own_404_page(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = make_landing(tmp_path / "site", "http://127.0.0.1:9")
+    (folder / "404.html").write_text(page("Lost?", "<p>No such ring here.</p>"))
+    monkeypatch.setenv("SHOP_SECRET", SHOP_SECRET)
+    with ExitStack() as stack:
+        app = files.load(folder, stack).wsgi(sender=Recorder())
+        with live_server(app) as url:
+            missing = requests.get(f"{url}/rings/platinum.html", timeout=5)
+    assert missing.status_code == 404
+    assert "No such ring here." in missing.text
+
+
+def test_a_folder_without_a_page_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "order.php").write_text(PHP)
+    code, output = check(tmp_path / "site", monkeypatch)
+    assert code == 1
+    assert "no HTML page" in output
+
+
+def test_variants_are_sub_folders_and_their_assets_follow_the_journey(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "site"
+    for name in ("a", "b"):
+        (folder / name).mkdir(parents=True)
+        (folder / name / "index.html").write_text(page(f"Headline {name}", FORM.format(action="")))
+        (folder / name / "hero.png").write_bytes(name.encode() * 10)
+    (folder / "success.html").write_text(page("Thank you", ""))
+    (folder / "shared.css").write_bytes(CSS)
+    (folder / "landing.toml").write_text(
+        'campaign_id = 7\nsecret_key_env = "SHOP_SECRET"\n[variants]\na = 50\nb = 50\n'
+    )
+    monkeypatch.setenv("SHOP_SECRET", SHOP_SECRET)
+    monkeypatch.setenv("BANGI_TRACKER_URL", "http://127.0.0.1:9")
+    recorder = Recorder()
+    with ExitStack() as stack:
+        landing = files.load(folder, stack)
+        assert SHOP_SECRET not in repr(landing)  # its options hold the secret
+        app = landing.wsgi(sender=recorder)
+        with live_server(app) as url:
+            for variant in ("a", "b"):
+                browser = requests.Session()
+                home = browser.get(f"{url}/?variant={variant}", timeout=5)
+                assert f"Headline {variant}" in home.text
+                assert form_click_ids(home.text)
+                # The page's relative hero.png is its own folder's, for this journey.
+                hero = browser.get(f"{url}/hero.png", timeout=5)
+                assert hero.content == variant.encode() * 10
+                assert "public" in hero.headers["Cache-Control"]  # served as an asset
+                assert browser.get(f"{url}/shared.css", timeout=5).content == CSS
+            clicks = [event for event in recorder.events if event.kind == "click"]
+            assert [event.params["lander"] for event in clicks] == ["a", "b"]
