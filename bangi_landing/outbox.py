@@ -1,4 +1,7 @@
-"""The durable outbox: events on disk (SQLite, WAL) until a destination has taken them.
+"""The SQLite store, the default outbox: events on disk (WAL) until a destination has taken them.
+
+It keeps the contract of ``stores.Store`` (which says it in full) in one file
+that every worker process of a host shares.
 
 One row per event and destination, so a tracker that is down does not hold
 back another one. Every worker process of a host may share one file:
@@ -12,8 +15,8 @@ back another one. Every worker process of a host may share one file:
   due again and another sender claims them. The event keeps its eventId, so a
   tracker that did get the first attempt stores it once;
 * a journey's rows go **in order, its click first**: a lead or status becomes
-  due ``ORDER_DELAY`` after it is written and then waits while its click, or
-  an older row of its journey, is pending. The delay covers a click still in
+  due ``stores.ORDER_DELAY`` after it is written and then waits while its click,
+  or an older row of its journey, is pending. The delay covers a click still in
   another worker process's memory (a click reaches the outbox within 100 ms
   of its page, a lead before its submit's response, and a visitor submits
   after the page): the tracker must never get a lead before its click, or it
@@ -45,12 +48,12 @@ import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 from ._sqlite import create_schema, switch_to_wal
 from .events import Event
+from .stores import Claim, due_at, journey_of, with_journeys
 
 __all__ = ["DEFAULT_OUTBOX", "Claim", "Outbox", "OutboxBusy", "state_dir"]
 
@@ -99,8 +102,6 @@ CREATE TABLE IF NOT EXISTS journeys (
 ) WITHOUT ROWID;
 """
 
-ORDER_DELAY = 0.25  # seconds a journey's later events wait for its click to be written
-
 # An event already delivered to this destination is not added again (only the
 # once-per-journey kinds are remembered as delivered, see finish()).
 _INSERT = (
@@ -124,16 +125,6 @@ class OutboxBusy(sqlite3.OperationalError):
     """The outbox could not be had before the caller's deadline (another thread or process)."""
 
 
-@dataclass(frozen=True)
-class Claim:
-    """A row this sender may deliver until its lease runs out."""
-
-    id: int
-    event: Event
-    attempts: int  # before this one
-    expires_at: float
-
-
 class Outbox:
     """Events waiting for delivery, in a SQLite file.
 
@@ -155,6 +146,8 @@ class Outbox:
     """
 
     BUSY_TIMEOUT = 30.0  # another process's transaction: wait rather than fail
+    faults: tuple[type[Exception], ...] = (sqlite3.Error, OSError)  # locked, full, read-only
+    notifies = False  # the senders of other processes look every few seconds
 
     def __init__(
         self,
@@ -164,6 +157,7 @@ class Outbox:
         clock: Callable[[], float] = time.time,
     ):
         self.path = Path(path)
+        self.name = str(self.path)
         self.journey_lifetime = journey_lifetime
         self.clock = clock
         self._local = threading.local()
@@ -203,13 +197,13 @@ class Outbox:
         rows = [
             (key, e.event_id, e.click_id, e.kind, text, e.created_at, e.created_at + max_age, due)
             for e in events
-            for due in (now if e.kind == "click" else now + ORDER_DELAY,)
+            for due in (due_at(e, now),)
             for text in (json.dumps(e.to_dict()),)
             for key in destinations
             if routes is None or e.kind in routes[key]
         ]
         journeys = [
-            (e.click_id, json.dumps(_journey_of(e)), e.created_at + self.journey_lifetime)
+            (e.click_id, json.dumps(journey_of(e)), e.created_at + self.journey_lifetime)
             for e in events
             if keep_journeys and (e.kind == "click" or e.journey)
         ]
@@ -279,16 +273,7 @@ class Outbox:
         ]
         claims.sort(key=lambda claim: claim.id)
         if journeys and claims:
-            known = self.journeys([claim.event.click_id for claim in claims])
-            claims = [
-                replace(
-                    c,
-                    event=replace(c.event, journey={**known[c.event.click_id], **c.event.journey}),
-                )
-                if c.event.click_id in known
-                else c
-                for c in claims
-            ]
+            claims = with_journeys(claims, self.journeys([c.event.click_id for c in claims]))
         return claims
 
     def journeys(self, click_ids: Sequence[str]) -> dict[str, dict[str, str]]:
@@ -368,6 +353,9 @@ class Outbox:
             " AND destination IN (SELECT value FROM json_each(?)) AND due_at > ?",
             (json.dumps(list(destinations)), float("-inf") if after is None else after),
         )
+
+    def listen(self, wake: Callable[[], None], closed: Callable[[], bool]) -> None:
+        """Nothing to listen to: SQLite tells no other process of a write (``notifies``)."""
 
     # For the operator
 
@@ -703,14 +691,6 @@ def _aside_path(path: Path) -> Path:
 
 def _seconds_left(deadline: float | None, default: float) -> float:
     return default if deadline is None else max(0.0, deadline - time.monotonic())
-
-
-def _journey_of(event: Event) -> dict[str, str]:
-    """What to remember of an event's journey: a click's URL parameters, its journey values."""
-    params = {}
-    if event.kind == "click":
-        params = {k: v for k, v in event.params.items() if isinstance(v, str)}
-    return {**params, **event.journey}
 
 
 _INHERITED: list[sqlite3.Connection] = []

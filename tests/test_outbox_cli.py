@@ -13,8 +13,9 @@ from werkzeug.test import Client
 from bangi_landing import BangiLanding
 from bangi_landing.cli import main
 from bangi_landing.events import Event
-from bangi_landing.outbox import ORDER_DELAY, Outbox
+from bangi_landing.outbox import Outbox
 from bangi_landing.sender import BackgroundSender
+from bangi_landing.stores import ORDER_DELAY
 
 from .conftest import SECRET
 from .landing import landing_app
