@@ -17,6 +17,11 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
+from psycopg import sql
+
+from bangi_landing.postgres import PostgresStore
+
 from .utils import free_port
 
 
@@ -46,6 +51,20 @@ class Server:
     @property
     def url(self) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/bangi"
+
+    def database(self, name: str) -> str:
+        """The URL of a new, empty database ``name`` on this server."""
+        with psycopg.connect(self.url, autocommit=True) as db:
+            db.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        return self.url.rpartition("/")[0] + f"/{name}"
+
+    def empty(self) -> None:
+        """The outbox's tables in ``url``, made and emptied: a test starts as on a new file."""
+        store = PostgresStore(self.url)
+        store.depth()  # the schema, made on first use
+        store.close()
+        with psycopg.connect(self.url, autocommit=True) as db:
+            db.execute("TRUNCATE bangi_outbox, bangi_delivered, bangi_journeys RESTART IDENTITY")
 
     def pg_ctl(self, *args: str) -> None:
         log = self.directory / "server.log"

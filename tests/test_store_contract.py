@@ -12,7 +12,6 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from bangi_landing.destinations import BangiTracker
@@ -36,12 +35,6 @@ def click(n: int = 0) -> Event:
     return Event("click", f"8f1b5c6e-7a3d-4d20-a7f1-{n:012d}", {"campaignId": 1}, created_at=1e6)
 
 
-def empty_postgres(server: Server) -> None:
-    """The store's tables, emptied: each test starts from nothing, as on a fresh file."""
-    with psycopg.connect(server.url, autocommit=True) as db:
-        db.execute("TRUNCATE bangi_outbox, bangi_delivered, bangi_journeys RESTART IDENTITY")
-
-
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
@@ -56,9 +49,8 @@ def store(request: pytest.FixtureRequest, tmp_path: Path, clock: Clock) -> Itera
         made = MemoryStore(clock=clock)
     else:
         server: Server = request.getfixturevalue("postgres")
+        server.empty()
         made = PostgresStore(server.url, clock=clock)
-        made.depth()  # the schema, made on first use
-        empty_postgres(server)
     yield made
     made.close()
 
