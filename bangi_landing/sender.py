@@ -607,10 +607,11 @@ class BackgroundSender:
             if breaker.is_paused(self.clock()):  # failing as a whole: the rest waits
                 release = [c.id for c in claims[index:]]
                 break
-            if self.clock() > lease_end - self.lease / 2:  # a slow destination: keep the rest
+            if self.clock() > lease_end - self.lease / 2:  # a slow destination: keep the rows
+                # All of them: those sent already are deleted only by finish() below,
+                # and another sender must not take them again meanwhile.
                 lease_end = self.clock() + self.lease
-                rest = [c.id for c in claims[index:]]
-                self.outbox.extend(rest, self._lease_token, lease_end)
+                self.outbox.extend([c.id for c in claims], self._lease_token, lease_end)
             try:
                 destination.deliver(claim.event)
             except DeliveryError as error:

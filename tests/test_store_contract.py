@@ -9,6 +9,7 @@ store's due times carry (backoff, ``Retry-After``, the maximum age).
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -367,3 +368,26 @@ def test_an_event_still_failing_after_24_hours_is_dead(store: Store, clock: Cloc
         assert count == 1
         assert error.startswith("expired after 3 attempts: HTTP 503")
         sender.close()
+
+
+def test_a_slow_destination_keeps_a_batch_leased_until_it_is_recorded(store: Store) -> None:
+    # A batch outlasts its lease: rows already sent wait for finish() with the rest,
+    # and a second sender (another process, another host) must not send them again.
+    server = Sink()
+    server.delay = 0.15
+    with live_server(server) as url:
+        destination = BangiTracker(url)
+        store.add([click(i) for i in range(10)], [destination.key], max_age=DAY)
+        store.clock = time.time  # real time: the senders wait for it
+        one, two = (
+            BackgroundSender([destination], outbox=store, lease=0.6, batch_size=10, concurrency=1)
+            for _ in range(2)
+        )
+        one.start()
+        assert server.wait_for(1)  # the first sender has the whole batch
+        two.start()
+        assert one.flush(10) and two.flush(10)
+        assert store.depth() == 0
+        assert sorted(server.event_ids()) == sorted(set(server.event_ids()))  # none twice
+        one.close()
+        two.close()
