@@ -53,7 +53,7 @@ from typing import Any, TypeVar
 
 from ._sqlite import create_schema, switch_to_wal
 from .events import Event
-from .stores import Claim, due_at, journey_of, with_journeys
+from .stores import ORDER_DELAY, Claim, due_at, journey_of, with_journeys
 
 __all__ = ["DEFAULT_OUTBOX", "Claim", "Outbox", "OutboxBusy", "state_dir"]
 
@@ -180,6 +180,7 @@ class Outbox:
         max_age: float,
         keep_journeys: bool = False,
         timeout: float | None = None,
+        order_delay: float = ORDER_DELAY,
     ) -> None:
         """Store each event once per destination (again: ignored), durably, in one transaction.
 
@@ -191,13 +192,15 @@ class Outbox:
             :class:`OutboxBusy` (or the lock's ``sqlite3.OperationalError``) is
             raised, and a corrupt file is left for a call without a timeout to
             move aside. ``None``: ``BUSY_TIMEOUT`` for the lock.
+        :param order_delay: seconds a lead or status waits, at least, for its
+            journey's click to be written (by any process) before it is due.
         """
         now = self.clock()
         routes = destinations if isinstance(destinations, Mapping) else None
         rows = [
             (key, e.event_id, e.click_id, e.kind, text, e.created_at, e.created_at + max_age, due)
             for e in events
-            for due in (due_at(e, now),)
+            for due in (due_at(e, now, order_delay),)
             for text in (json.dumps(e.to_dict()),)
             for key in destinations
             if routes is None or e.kind in routes[key]

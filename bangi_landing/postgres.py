@@ -41,7 +41,7 @@ from psycopg.types.json import Jsonb
 
 from .config import redact
 from .events import Event
-from .stores import Claim, due_at, journey_of, with_journeys
+from .stores import ORDER_DELAY, Claim, due_at, journey_of, with_journeys
 
 __all__ = ["PostgresStore"]
 
@@ -124,6 +124,7 @@ class PostgresStore:
         max_age: float,
         keep_journeys: bool = False,
         timeout: float | None = None,
+        order_delay: float = ORDER_DELAY,
     ) -> None:
         """Store each event once per destination, in one transaction, committed on return.
 
@@ -141,7 +142,7 @@ class PostgresStore:
                 "event": Jsonb(e.to_dict()),
                 "created_at": e.created_at,
                 "expires_at": e.created_at + max_age,
-                "due_at": due_at(e, now),
+                "due_at": due_at(e, now, order_delay),
             }
             for e in events
             for key in destinations

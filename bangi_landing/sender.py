@@ -29,7 +29,11 @@ deleted, corrupt) costs a request ``LEAD_WRITE_TIMEOUT`` at most: the event
 then waits in memory, and the writer thread, retrying every
 ``WRITE_RETRY_INTERVAL``, writes it when the outbox takes events again.
 The outbox keeps a journey's rows in order (see ``stores.ORDER_DELAY``), so a
-lead written at once never reaches the tracker before its queued click.
+lead written at once never reaches the tracker before its queued click. After
+the outbox refused writes, the clicks of other processes may still be in their
+memory, waiting for their writer's next try: the leads this process writes
+then wait ``RECOVERY_ORDER_DELAY`` instead, long enough for every writer to
+have tried again.
 Threads start on first use and again in a forked child; at exit the queue is
 written out and delivery goes on for at most two seconds. Nothing here raises
 into the application: failures are counted and logged.
@@ -70,6 +74,9 @@ FORGET_INTERVAL = 3600.0  # how often expired journey data is dropped from the o
 # thread or process holds it), then leaves the lead to the writer thread.
 LEAD_WRITE_TIMEOUT = 0.5
 WRITE_RETRY_INTERVAL = 1.0  # how often the writer tries again while the outbox refuses events
+# A lead's wait for its click when written just after the outbox refused writes:
+# another process's writer may be up to WRITE_RETRY_INTERVAL from its next try.
+RECOVERY_ORDER_DELAY = ORDER_DELAY + 2 * WRITE_RETRY_INTERVAL
 
 
 class Stats:
@@ -446,6 +453,7 @@ class BackgroundSender:
                 max_age=self.retry.max_age,
                 keep_journeys=self._keep_journeys,
                 timeout=timeout,
+                order_delay=RECOVERY_ORDER_DELAY if self._write_failing else ORDER_DELAY,
             )
         except Exception as error:
             self._write_failing = True

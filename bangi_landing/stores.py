@@ -78,8 +78,13 @@ class Store(Protocol):
         max_age: float,
         keep_journeys: bool = False,
         timeout: float | None = None,
+        order_delay: float = ORDER_DELAY,
     ) -> None:
-        """Store each event once per destination, in one transaction, committed on return."""
+        """Store each event once per destination, in one transaction, committed on return.
+
+        :param order_delay: seconds a lead or status waits, at least, for its
+            journey's click to be written (by any process) before it is due.
+        """
 
     def forget_expired(self) -> None:
         """Drop journeys and delivered eventIds older than a journey's lifetime."""
@@ -155,9 +160,9 @@ def journey_of(event: Event) -> dict[str, str]:
     return {**params, **event.journey}
 
 
-def due_at(event: Event, now: float) -> float:
-    """When a new row of ``event`` becomes due: a click at once, the rest after ``ORDER_DELAY``."""
-    return now if event.kind == "click" else now + ORDER_DELAY
+def due_at(event: Event, now: float, order_delay: float = ORDER_DELAY) -> float:
+    """When a new row of ``event`` becomes due: a click at once, the rest after ``order_delay``."""
+    return now if event.kind == "click" else now + order_delay
 
 
 def with_journeys(claims: list[Claim], known: Mapping[str, Mapping[str, str]]) -> list[Claim]:
@@ -219,6 +224,7 @@ class MemoryStore:
         max_age: float,
         keep_journeys: bool = False,
         timeout: float | None = None,
+        order_delay: float = ORDER_DELAY,
     ) -> None:
         now = self.clock()
         routes = destinations if isinstance(destinations, Mapping) else None
@@ -232,7 +238,9 @@ class MemoryStore:
                         continue
                     row_id = next(self._ids)
                     expires_at = event.created_at + max_age
-                    self._rows[row_id] = _Row(row_id, key, event, expires_at, due_at(event, now))
+                    self._rows[row_id] = _Row(
+                        row_id, key, event, expires_at, due_at(event, now, order_delay)
+                    )
                     self._keys[unique] = row_id
                 if keep_journeys and (event.kind == "click" or event.journey):
                     params, _ = self._journeys.get(event.click_id, ({}, 0.0))
