@@ -307,6 +307,20 @@ def test_a_lead_gives_a_click_in_another_process_time_to_be_written(
     assert then.event.kind == "lead"
 
 
+def test_a_lead_written_after_refused_writes_waits_longer_for_its_click(
+    store: Store, clock: Clock
+) -> None:
+    # The sender asks for it (RECOVERY_ORDER_DELAY): other workers' clicks may still
+    # wait in their memory for their writer's next try.
+    written = clock.now
+    store.add([Event("lead", JOURNEY, {})], [BANGI], max_age=DAY, order_delay=2.25)
+    clock.now += 2.0
+    assert claim(store) == []
+    assert store.next_due([BANGI]) == written + 2.25
+    clock.now += 0.25
+    assert len(claim(store)) == 1
+
+
 def test_a_journeys_later_events_go_one_at_a_time_in_order(store: Store, clock: Clock) -> None:
     events = [Event(kind, JOURNEY, {"n": n}) for n, kind in enumerate(["lead", "postback"])]
     store.add(events, [BANGI], max_age=DAY)
