@@ -32,8 +32,8 @@ The outbox keeps a journey's rows in order (see ``stores.ORDER_DELAY``), so a
 lead written at once never reaches the tracker before its queued click. After
 the outbox refused writes, the clicks of other processes may still be in their
 memory, waiting for their writer's next try: the leads this process writes
-then wait ``RECOVERY_ORDER_DELAY`` instead, long enough for every writer to
-have tried again.
+then wait ``stores.RECOVERY_ORDER_DELAY`` instead, long enough for every
+writer to have tried again.
 Threads start on first use and again in a forked child; at exit the queue is
 written out and delivery goes on for at most two seconds. Nothing here raises
 into the application: failures are counted and logged.
@@ -57,7 +57,7 @@ from typing import TYPE_CHECKING
 from .destinations import DeliveryError
 from .events import clean_event
 from .retry import CircuitBreaker, RetryPolicy
-from .stores import ORDER_DELAY
+from .stores import ORDER_DELAY, RECOVERY_ORDER_DELAY
 
 if TYPE_CHECKING:
     from .destinations import Destination
@@ -74,9 +74,6 @@ FORGET_INTERVAL = 3600.0  # how often expired journey data is dropped from the o
 # thread or process holds it), then leaves the lead to the writer thread.
 LEAD_WRITE_TIMEOUT = 0.5
 WRITE_RETRY_INTERVAL = 1.0  # how often the writer tries again while the outbox refuses events
-# A lead's wait for its click when written just after the outbox refused writes:
-# another process's writer may be up to WRITE_RETRY_INTERVAL from its next try.
-RECOVERY_ORDER_DELAY = ORDER_DELAY + 2 * WRITE_RETRY_INTERVAL
 
 
 class Stats:

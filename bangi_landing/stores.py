@@ -37,9 +37,13 @@ from typing import Protocol
 
 from .events import Event
 
-__all__ = ["ORDER_DELAY", "Claim", "MemoryStore", "Store"]
+__all__ = ["ORDER_DELAY", "RECOVERY_ORDER_DELAY", "Claim", "MemoryStore", "Store"]
 
 ORDER_DELAY = 0.25  # seconds a journey's later events wait for its click to be written
+# The same after the outbox refused writes (a database away, a file locked or full):
+# another process's click may wait in its memory, or its spool, for the next try of
+# its writer (every WRITE_RETRY_INTERVAL, a second), so a lead waits longer.
+RECOVERY_ORDER_DELAY = ORDER_DELAY + 2.0
 
 
 @dataclass(frozen=True)
