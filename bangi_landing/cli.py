@@ -286,7 +286,7 @@ class _Target:
     def open(self) -> Store:
         if isinstance(self.path, str):
             try:
-                return config.postgres_store(self.path)
+                return config.postgres_store(self.path, spooled=False)
             except config.ConfigurationError as error:
                 raise click.ClickException(str(error)) from None
         if not self.path.exists():

@@ -184,8 +184,17 @@ def is_database_url(value: str | os.PathLike[str]) -> bool:
     return isinstance(value, str) and value.startswith(("postgresql://", "postgres://"))
 
 
-def postgres_store(url: str, *, journey_lifetime: float = 30 * 24 * 3600) -> Store:
-    """The PostgreSQL store at ``url``; a ``ConfigurationError`` if psycopg is not installed."""
+def postgres_store(
+    url: str, *, journey_lifetime: float = 30 * 24 * 3600, spooled: bool = True
+) -> Store:
+    """The PostgreSQL store at ``url``; a ``ConfigurationError`` if psycopg is not installed.
+
+    Its spool, where events wait while the database is unreachable, is
+    ``spool-<hash>.sqlite3`` in ``outbox.state_dir()``, the hash (12 hex
+    digits) of the URL without its password: one per database and host user.
+    ``spooled=False``: none (the ``bangi-landing outbox`` commands, which
+    work on the database itself).
+    """
     try:
         from .postgres import PostgresStore  # here: psycopg is an extra
     except ImportError as error:
@@ -193,7 +202,16 @@ def postgres_store(url: str, *, journey_lifetime: float = 30 * 24 * 3600) -> Sto
             f"outbox (BANGI_OUTBOX) {redact(url)} is a PostgreSQL database, which needs"
             f" psycopg ({error}): pip install 'bangi-landing[postgresql]'"
         ) from None
-    return PostgresStore(url, journey_lifetime=journey_lifetime)
+    if not spooled:
+        return PostgresStore(url, journey_lifetime=journey_lifetime)
+    digest = hashlib.blake2b(redact(url).encode(), digest_size=6).hexdigest()
+    spool = state_dir() / f"spool-{digest}.sqlite3"
+    try:
+        return PostgresStore(url, journey_lifetime=journey_lifetime, spool=spool)
+    except (OSError, sqlite3.Error) as error:
+        raise ConfigurationError(
+            f"outbox (BANGI_OUTBOX) {redact(url)}: its spool {spool} cannot be used: {error}"
+        ) from None
 
 
 def redact(url: str) -> str:

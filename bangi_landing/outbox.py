@@ -49,13 +49,13 @@ import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from ._sqlite import create_schema, switch_to_wal
 from .events import Event
 from .stores import ORDER_DELAY, Claim, due_at, journey_of, with_journeys
 
-__all__ = ["DEFAULT_OUTBOX", "Claim", "Outbox", "OutboxBusy", "state_dir"]
+__all__ = ["DEFAULT_OUTBOX", "Claim", "Outbox", "OutboxBusy", "Spooled", "state_dir"]
 
 logger = logging.getLogger("bangi_landing")
 
@@ -123,6 +123,15 @@ def state_dir() -> Path:
 
 class OutboxBusy(sqlite3.OperationalError):
     """The outbox could not be had before the caller's deadline (another thread or process)."""
+
+
+class Spooled(NamedTuple):
+    """A row handed over by :meth:`Outbox.drain`."""
+
+    id: int
+    destination: str
+    event: Event
+    expires_at: float
 
 
 class Outbox:
@@ -356,6 +365,36 @@ class Outbox:
             " AND destination IN (SELECT value FROM json_each(?)) AND due_at > ?",
             (json.dumps(list(destinations)), float("-inf") if after is None else after),
         )
+
+    def drain(self, move: Callable[[list[Spooled], list[tuple[str, str, float]]], None]) -> int:
+        """Hand pending rows and every journey to ``move``, then delete them; how many rows.
+
+        For this file as a spool (``postgres.PostgresStore``'s while its database
+        is away). In one transaction that holds the file's write lock, so two
+        processes never hand over the same rows; if ``move`` raises, nothing is
+        deleted. The journeys go as ``(clickId, params as JSON, expires_at)``.
+        """
+
+        def hand_over(db: sqlite3.Connection) -> int:
+            rows = [
+                Spooled(row_id, key, Event.from_dict(json.loads(text)), expires_at)
+                for row_id, key, text, expires_at in db.execute(
+                    "SELECT id, destination, event, expires_at FROM outbox"
+                    " WHERE state = 'pending' ORDER BY id LIMIT 500"
+                )
+            ]
+            journeys = db.execute("SELECT click_id, params, expires_at FROM journeys").fetchall()
+            if not rows and not journeys:
+                return 0
+            move(rows, journeys)
+            db.execute(
+                "DELETE FROM outbox WHERE id IN (SELECT value FROM json_each(?))",
+                (json.dumps([row.id for row in rows]),),
+            )
+            db.execute("DELETE FROM journeys")
+            return len(rows)
+
+        return self._run(hand_over)
 
     def listen(self, wake: Callable[[], None], closed: Callable[[], bool]) -> None:
         """Nothing to listen to: SQLite tells no other process of a write (``notifies``)."""

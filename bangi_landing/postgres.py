@@ -26,13 +26,14 @@ password is never logged nor shown (``name`` is the URL without it).
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from importlib import resources
 from typing import Any
 
@@ -41,7 +42,8 @@ from psycopg.types.json import Jsonb
 
 from .config import redact
 from .events import Event
-from .stores import ORDER_DELAY, Claim, due_at, journey_of, with_journeys
+from .outbox import Outbox, Spooled
+from .stores import ORDER_DELAY, RECOVERY_ORDER_DELAY, Claim, due_at, journey_of, with_journeys
 
 __all__ = ["PostgresStore"]
 
@@ -60,6 +62,14 @@ _INSERT = (
     " WHERE NOT EXISTS (SELECT 1 FROM bangi_delivered"
     "  WHERE destination = %(destination)s AND event_id = %(event_id)s)"
     " ON CONFLICT (destination, event_id) DO NOTHING"
+)
+
+# The database away, or a connection lost: the spool takes the events meanwhile.
+_UNREACHABLE = (psycopg.OperationalError, psycopg.InterfaceError)
+
+_MERGE_JOURNEY = (
+    "INSERT INTO bangi_journeys (click_id, params, expires_at) VALUES (%s, %s, %s)"
+    " ON CONFLICT (click_id) DO UPDATE SET params = bangi_journeys.params || excluded.params"
 )
 
 _CLAIM = (
@@ -92,11 +102,17 @@ class PostgresStore:
     :param journey_lifetime: seconds a journey's data and its delivered
         once-per-journey eventIds are kept: the journey cookie's lifetime.
     :param clock: wall-clock seconds, the same on every host (tests pass a fake).
+    :param spool: a SQLite file on this host (``outbox.Outbox``) where events
+        are written while the database is unreachable, and moved from once it
+        is back, before anything else this process adds or claims; shared by
+        the host's processes. ``None``: a write fails while the database is
+        away (the sender keeps the events in memory and tries again).
     """
 
     CONNECT_TIMEOUT = 5  # seconds (libpq's connect_timeout, whole seconds, 2 at least)
-    # Unreachable, restarting, a connection lost, a deadlock or a timeout: tried again.
-    faults: tuple[type[Exception], ...] = (psycopg.OperationalError, psycopg.InterfaceError)
+    # The database unreachable, restarting, a connection lost, a deadlock or a timeout,
+    # and the spool's faults: tried again.
+    faults: tuple[type[Exception], ...] = (*_UNREACHABLE, *Outbox.faults)
     notifies = True
 
     def __init__(
@@ -105,6 +121,7 @@ class PostgresStore:
         *,
         journey_lifetime: float = 30 * 24 * 3600,
         clock: Callable[[], float] = time.time,
+        spool: str | os.PathLike[str] | None = None,
     ) -> None:
         self.url = url
         self.name = redact(url)
@@ -113,6 +130,11 @@ class PostgresStore:
         self._local = threading.local()
         self._schema_lock = threading.Lock()
         self._schema_ready = False  # in this process (a fork inherits it: the tables stay)
+        self.spool = None if spool is None else Outbox(spool, journey_lifetime=journey_lifetime)
+        # Whether the spool may hold rows: at first, those an earlier process left.
+        self._spooled = self.spool is not None
+        self._away = False  # the database was found unreachable (said once, and its return)
+        self._state_lock = threading.Lock()
 
     # Writing events
 
@@ -128,9 +150,40 @@ class PostgresStore:
     ) -> None:
         """Store each event once per destination, in one transaction, committed on return.
 
+        In the spool, if there is one, while the database is unreachable.
+
         :param timeout: seconds a request waits, at most, to connect and write;
-            past them ``psycopg.OperationalError`` is raised and nothing is written.
+            past them ``psycopg.OperationalError`` is raised (or the spool
+            written) and nothing is written to the database.
         """
+        try:
+            self._move_spool()
+            self._add(events, destinations, max_age, keep_journeys, timeout, order_delay)
+        except _UNREACHABLE as error:
+            if self.spool is None:
+                raise
+            self._gone(error)
+            self.spool.add(
+                events,
+                destinations,
+                max_age=max_age,
+                keep_journeys=keep_journeys,
+                timeout=timeout,
+                order_delay=order_delay,
+            )
+            self._spooled = True
+            return
+        self._back()
+
+    def _add(
+        self,
+        events: Sequence[Event],
+        destinations: Sequence[str] | Mapping[str, Collection[str]],
+        max_age: float,
+        keep_journeys: bool,
+        timeout: float | None,
+        order_delay: float,
+    ) -> None:
         now = self.clock()
         routes = destinations if isinstance(destinations, Mapping) else None
         rows = [
@@ -160,11 +213,79 @@ class PostgresStore:
                 cursor.executemany(_INSERT, rows)
                 cursor.execute("SELECT pg_notify(%s, '')", (CHANNEL,))  # sent at commit
             cursor.executemany(
-                "INSERT INTO bangi_journeys (click_id, params, expires_at) VALUES (%s, %s, %s)"
-                " ON CONFLICT (click_id)"
-                " DO UPDATE SET params = bangi_journeys.params || excluded.params",
-                [(c, Jsonb(journeys[c]), lifetimes[c]) for c in sorted(journeys)],
+                _MERGE_JOURNEY, [(c, Jsonb(journeys[c]), lifetimes[c]) for c in sorted(journeys)]
             )
+
+    def _move_spool(self) -> None:
+        """Move what waits in the spool to the database (raises its faults, if it is away).
+
+        A moved lead or status is due ``RECOVERY_ORDER_DELAY`` from now at the
+        earliest: its click may still be in another host's spool.
+        """
+        if not self._spooled or self.spool is None:
+            return
+        moved = 0
+        try:
+            while done := self.spool.drain(self._insert_spooled):
+                moved += done
+        except Outbox.faults:
+            return  # the spool is locked or sick: moved on a later call
+        self._spooled = False
+        if moved:
+            logger.info(
+                "bangi-landing: moved %d events from the spool %s to the outbox %s",
+                moved,
+                self.spool.path,
+                self.name,
+            )
+
+    def _insert_spooled(self, rows: list[Spooled], journeys: list[tuple[str, str, float]]) -> None:
+        now = self.clock()
+        with self._transaction() as db:
+            cursor = db.cursor()
+            if rows:
+                cursor.executemany(
+                    _INSERT,
+                    [
+                        {
+                            "destination": row.destination,
+                            "event_id": row.event.event_id,
+                            "click_id": row.event.click_id,
+                            "kind": row.event.kind,
+                            "event": Jsonb(row.event.to_dict()),
+                            "created_at": row.event.created_at,
+                            "expires_at": row.expires_at,
+                            "due_at": due_at(row.event, now, RECOVERY_ORDER_DELAY),
+                        }
+                        for row in rows
+                    ],
+                )
+                cursor.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
+            cursor.executemany(
+                _MERGE_JOURNEY,
+                [(c, Jsonb(json.loads(params)), t) for c, params, t in journeys],
+            )
+
+    def _gone(self, error: Exception) -> None:
+        with self._state_lock:
+            if self._away:
+                return
+            self._away = True
+        logger.warning(
+            "bangi-landing: the outbox %s is unreachable (%s: %s); events are kept in the"
+            " spool %s until it is back",
+            self.name,
+            type(error).__name__,
+            error,
+            self.spool.path if self.spool is not None else "",
+        )
+
+    def _back(self) -> None:
+        with self._state_lock:
+            if not self._away:
+                return
+            self._away = False
+        logger.info("bangi-landing: the outbox %s is reachable again", self.name)
 
     def forget_expired(self) -> None:
         """Drop journeys and delivered eventIds older than a journey's lifetime."""
@@ -189,6 +310,8 @@ class PostgresStore:
 
         Rows another sender is claiming at this moment are skipped, not waited for.
         """
+        with suppress(*_UNREACHABLE):  # away: the claim says so
+            self._move_spool()
         order = "attempts, random()" if fresh_first else "due_at, id"
         params = {
             "until": until,

@@ -27,8 +27,9 @@ from .utils import live_server
 
 @pytest.fixture(autouse=True)
 def _outbox_in_tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # The default outbox is per user; a test must never leave events there.
+    # The default outbox is per user; a test must never leave events there (nor a spool).
     monkeypatch.setenv("BANGI_OUTBOX", str(tmp_path / "outbox.sqlite3"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
 
 
 @pytest.fixture(scope="session")

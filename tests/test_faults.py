@@ -54,7 +54,13 @@ class Landing:
     """A server running the fault app, in its own process group."""
 
     def __init__(
-        self, server: str, outbox: Path | str, tracker_port: int, *options: str, lease: float = 60
+        self,
+        server: str,
+        outbox: Path | str,
+        tracker_port: int,
+        *options: str,
+        lease: float = 60,
+        state: Path | None = None,
     ) -> None:
         env = {
             **os.environ,
@@ -62,6 +68,8 @@ class Landing:
             "BANGI_OUTBOX": str(outbox),
             "FAULT_LEASE": str(lease),
         }
+        if state is not None:  # a host of its own: its PostgreSQL spool is there
+            env["XDG_STATE_HOME"] = str(state)
         command, listening = SERVERS[server]
         command = [part.format(port=free_port()) for part in command]
         self.process = subprocess.Popen(
@@ -122,9 +130,14 @@ class Landing:
 
 @contextmanager
 def landing(
-    server_name: str, outbox: Path | str, tracker_port: int, *options: str, lease: float = 60
+    server_name: str,
+    outbox: Path | str,
+    tracker_port: int,
+    *options: str,
+    lease: float = 60,
+    state: Path | None = None,
 ) -> Iterator[Landing]:
-    server = Landing(server_name, outbox, tracker_port, *options, lease=lease)
+    server = Landing(server_name, outbox, tracker_port, *options, lease=lease, state=state)
     failed = False
     try:
         yield server
@@ -259,12 +272,12 @@ def assert_each_once(sink: Sink, viewed: list[str], ordered: list[str]) -> None:
 
 
 @pytest.mark.slow
-def test_two_hosts_one_database_every_event_once_in_order(postgres: Server) -> None:
+def test_two_hosts_one_database_every_event_once_in_order(postgres: Server, tmp_path: Path) -> None:
     postgres.empty()
-    port, sink = free_port(), Sink()
+    port, sink, url = free_port(), Sink(), postgres.url
     with (
-        landing("gunicorn", postgres.url, port, "--workers", "2") as one,
-        landing("gunicorn", postgres.url, port, "--workers", "2") as two,
+        landing("gunicorn", url, port, "--workers", "2", state=tmp_path / "one") as one,
+        landing("gunicorn", url, port, "--workers", "2", state=tmp_path / "two") as two,
     ):
         viewed, ordered = both([one, two], views=75, orders=15)  # the tracker is down
         time.sleep(1.0)  # retries fail meanwhile
@@ -306,27 +319,52 @@ def test_a_host_killed_mid_send_leaves_its_rows_to_the_other(postgres: Server) -
 
 
 @pytest.mark.slow
-def test_the_database_stopped_for_10_seconds_during_a_burst(postgres: Server) -> None:
+def test_the_database_stopped_for_10_seconds_during_a_burst(
+    postgres: Server, tmp_path: Path
+) -> None:
     postgres.empty()
-    port, sink = free_port(), Sink()
-    with (
-        live_server(sink, port),
-        landing("gunicorn", postgres.url, port, "--workers", "2", lease=3) as server,
-    ):
-        viewed, ordered = traffic(server, views=20, orders=5)
-        postgres.stop()
-        try:
-            stopped = time.monotonic()
-            # Pages answer with their fields (visit and order check), orders go through.
-            during = traffic(server, views=40, orders=10)
-            time.sleep(max(0.0, 10 - (time.monotonic() - stopped)))
-        finally:
-            postgres.start()
-        later = traffic(server, views=20, orders=5)
-        for more_viewed, more_ordered in (during, later):
-            viewed, ordered = viewed + more_viewed, ordered + more_ordered
-        expected = len(viewed) + 2 * len(ordered)
-        assert wait_until(lambda: len(first_arrivals(sink)) >= expected, timeout=60)
-        time.sleep(1.0)
+    port, sink, url, host = free_port(), Sink(), postgres.url, tmp_path / "host"
+    with live_server(sink, port):
+        with landing("gunicorn", url, port, "--workers", "2", lease=3, state=host) as server:
+            viewed, ordered = traffic(server, views=20, orders=5)
+            postgres.stop()
+            try:
+                stopped = time.monotonic()
+                # Pages answer with their fields (visit and order check), orders go through.
+                during = traffic(server, views=40, orders=10)
+                time.sleep(max(0.0, 10 - (time.monotonic() - stopped)))
+            finally:
+                postgres.start()
+            later = traffic(server, views=20, orders=5)
+            for more_viewed, more_ordered in (during, later):
+                viewed, ordered = viewed + more_viewed, ordered + more_ordered
+            expected = len(viewed) + 2 * len(ordered)
+            assert wait_until(lambda: len(first_arrivals(sink)) >= expected, timeout=60)
+            time.sleep(1.0)
         assert_each_once(sink, viewed, ordered)
+        assert_clicks_before_leads(sink)
+
+
+@pytest.mark.slow
+def test_a_host_killed_while_the_database_is_away_loses_nothing(
+    postgres: Server, tmp_path: Path
+) -> None:
+    # Its events wait in its spool on disk, not in its memory: the host started
+    # again (the same disk) moves them to the database once it is back.
+    postgres.empty()
+    port, sink, url, host = free_port(), Sink(), postgres.url, tmp_path / "host"
+    postgres.stop()
+    try:
+        with landing("gunicorn", url, port, "--workers", "2", state=host) as server:
+            viewed, ordered = traffic(server, views=30, orders=10)
+            time.sleep(0.15)  # clicks are written (to the spool) within 100 ms of their page
+            server.stop(signal.SIGKILL)
+    finally:
+        postgres.start()
+    with live_server(sink, port), landing("gunicorn", url, port, state=host) as server:
+        requests.get(server.url + "/style.css", timeout=10)  # any request starts the sender
+        expected = len(viewed) + 2 * len(ordered)
+        assert wait_until(lambda: len(sink.received) >= expected)
+        time.sleep(0.5)
+        assert_delivered_once(sink, viewed, ordered)
         assert_clicks_before_leads(sink)

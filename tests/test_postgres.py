@@ -12,6 +12,7 @@ import multiprocessing
 import sys
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -21,6 +22,7 @@ from bangi_landing import config
 from bangi_landing.config import ConfigurationError, redact
 from bangi_landing.destinations import BangiTracker
 from bangi_landing.events import Event
+from bangi_landing.outbox import Outbox
 from bangi_landing.postgres import PostgresStore, migrations
 from bangi_landing.sender import BackgroundSender
 
@@ -119,3 +121,43 @@ def test_an_unreachable_database_is_logged_without_the_password(
     logged = "\n".join(record.getMessage() for record in caplog.records)
     assert "postgresql://bangi:***@127.0.0.1" in logged  # the write failed, and said where
     assert "s3cret" not in logged
+
+
+def test_while_the_database_is_away_events_wait_in_the_spool_then_move(
+    postgres: Server, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    postgres.empty()
+    url = postgres.url.replace("postgres@", "postgres:s3cret@")
+    store = PostgresStore(url, spool=tmp_path / "spool.sqlite3")
+    journey = str(uuid.uuid4())
+    first = Event("click", journey, {"click": "PRO1"})
+    postgres.stop()
+    try:
+        with caplog.at_level(logging.INFO, logger="bangi_landing"):
+            store.add([first], [BANGI], max_age=60, keep_journeys=True)
+            store.add([Event("lead", journey, {})], [BANGI], max_age=60)
+    finally:
+        postgres.start()
+    assert store.spool is not None and store.spool.depth() == 2
+    with caplog.at_level(logging.INFO, logger="bangi_landing"):
+        [claimed] = store.claim(BANGI, "a", limit=9, until=time.time() + 60, journeys=True)
+    assert (claimed.event.kind, claimed.event.journey) == ("click", {"click": "PRO1"})
+    assert store.spool.depth() == 0
+    # The lead waits for a click that may still be in another host's spool.
+    assert store.next_due([BANGI], after=time.time()) > time.time() + 1.5
+    logged = [record.getMessage() for record in caplog.records]
+    assert sum("unreachable" in line for line in logged) == 1  # said once, not per event
+    assert any("moved 2 events from the spool" in line for line in logged)
+    assert "s3cret" not in "\n".join(logged)
+    store.close()
+
+
+def test_a_spool_left_by_a_process_is_moved_by_the_next(postgres: Server, tmp_path: Path) -> None:
+    postgres.empty()
+    spool = Outbox(tmp_path / "spool.sqlite3")  # as a killed process left it
+    spool.add([Event("click", str(uuid.uuid4()), {})], [BANGI], max_age=60)
+    store = PostgresStore(postgres.url, spool=spool.path)
+    assert store.depth() == 0  # nothing was moved by merely looking
+    assert len(store.claim(BANGI, "a", limit=9, until=time.time() + 60)) == 1
+    assert spool.depth() == 0
+    store.close()
