@@ -15,7 +15,10 @@ same tables and rules as the SQLite store (``outbox.py``), prefixed
 * adding rows sends a ``NOTIFY`` at commit, which wakes the senders of every
   host (``listen``) instead of their looking every few seconds;
 * a write is committed when ``add`` returns (the submit's lead, before its
-  response).
+  response);
+* while the database is unreachable, events go to a **spool** on the host
+  (a SQLite ``outbox.Outbox``), and each process moves them to the database
+  when it next reaches it, before anything else it adds or claims.
 
 Times are the senders' wall clocks, as in the SQLite store: the hosts'
 clocks must agree (NTP) to within a small part of a lease. Each thread has
@@ -187,16 +190,7 @@ class PostgresStore:
         now = self.clock()
         routes = destinations if isinstance(destinations, Mapping) else None
         rows = [
-            {
-                "destination": key,
-                "event_id": e.event_id,
-                "click_id": e.click_id,
-                "kind": e.kind,
-                "event": Jsonb(e.to_dict()),
-                "created_at": e.created_at,
-                "expires_at": e.created_at + max_age,
-                "due_at": due_at(e, now, order_delay),
-            }
+            _row(key, e, e.created_at + max_age, due_at(e, now, order_delay))
             for e in events
             for key in destinations
             if routes is None or e.kind in routes[key]
@@ -240,24 +234,17 @@ class PostgresStore:
             )
 
     def _insert_spooled(self, rows: list[Spooled], journeys: list[tuple[str, str, float]]) -> None:
+        """Write what the spool hands over (``Outbox.drain``), in one transaction."""
         now = self.clock()
         with self._transaction() as db:
             cursor = db.cursor()
             if rows:
+                late = RECOVERY_ORDER_DELAY
                 cursor.executemany(
                     _INSERT,
                     [
-                        {
-                            "destination": row.destination,
-                            "event_id": row.event.event_id,
-                            "click_id": row.event.click_id,
-                            "kind": row.event.kind,
-                            "event": Jsonb(row.event.to_dict()),
-                            "created_at": row.event.created_at,
-                            "expires_at": row.expires_at,
-                            "due_at": due_at(row.event, now, RECOVERY_ORDER_DELAY),
-                        }
-                        for row in rows
+                        _row(r.destination, r.event, r.expires_at, due_at(r.event, now, late))
+                        for r in rows
                     ],
                 )
                 cursor.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
@@ -544,6 +531,20 @@ class PostgresStore:
                         self.name,
                         version,
                     )
+
+
+def _row(destination: str, event: Event, expires_at: float, due: float) -> dict[str, Any]:
+    """The parameters of ``_INSERT`` for ``event``'s row of ``destination``."""
+    return {
+        "destination": destination,
+        "event_id": event.event_id,
+        "click_id": event.click_id,
+        "kind": event.kind,
+        "event": Jsonb(event.to_dict()),
+        "created_at": event.created_at,
+        "expires_at": expires_at,
+        "due_at": due,
+    }
 
 
 class _Holder:
