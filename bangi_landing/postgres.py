@@ -307,8 +307,7 @@ class PostgresStore:
             "now": self.clock(),
             "limit": limit,
         }
-        with self._transaction() as db:
-            rows = db.execute(_CLAIM.format(order=order), params).fetchall()
+        rows = self._connection(None).execute(_CLAIM.format(order=order), params).fetchall()
         claims = sorted(
             (
                 Claim(row_id, Event.from_dict(event), attempts, expires_at)
@@ -330,11 +329,10 @@ class PostgresStore:
 
     def extend(self, ids: Sequence[int], lease: str, until: float) -> None:
         """Keep the lease on rows still to be sent (a slow destination)."""
-        with self._transaction() as db:
-            db.execute(
-                "UPDATE bangi_outbox SET due_at = %s WHERE id = ANY(%s) AND lease = %s",
-                (until, list(ids), lease),
-            )
+        self._connection(None).execute(
+            "UPDATE bangi_outbox SET due_at = %s WHERE id = ANY(%s) AND lease = %s",
+            (until, list(ids), lease),
+        )
 
     def finish(
         self,
@@ -345,33 +343,54 @@ class PostgresStore:
         release: Sequence[int] = (),
         dead: Sequence[tuple[int, str]] = (),
     ) -> None:
-        """Record a batch's outcomes in one transaction (see ``outbox.Outbox.finish``)."""
+        """Record a batch's outcomes in one transaction (see ``outbox.Outbox.finish``).
+
+        The usual batch, all delivered, is one statement: no BEGIN and COMMIT.
+        """
         now = self.clock()
+        statements: list[tuple[str, Sequence[Sequence[object]]]] = []
+        if sent:
+            statements.append(
+                (
+                    "WITH gone AS (DELETE FROM bangi_outbox WHERE id = ANY(%s)"
+                    "  RETURNING destination, event_id, kind)"
+                    " INSERT INTO bangi_delivered (destination, event_id, expires_at)"
+                    " SELECT destination, event_id, %s FROM gone WHERE kind <> 'click'"
+                    " ON CONFLICT DO NOTHING",
+                    [(list(sent), now + self.journey_lifetime)],
+                )
+            )
+        if retry:
+            statements.append(
+                (
+                    "UPDATE bangi_outbox SET due_at = %s, attempts = attempts + 1,"
+                    " last_error = %s WHERE id = %s AND lease = %s",
+                    [(due, error, row_id, lease) for row_id, due, error in retry],
+                )
+            )
+        if release:
+            statements.append(
+                (
+                    "UPDATE bangi_outbox SET due_at = %s WHERE id = ANY(%s) AND lease = %s",
+                    [(now, list(release), lease)],
+                )
+            )
+        if dead:
+            statements.append(
+                (
+                    "UPDATE bangi_outbox SET state = 'dead', attempts = attempts + 1,"
+                    " last_error = %s WHERE id = %s AND lease = %s",
+                    [(error, row_id, lease) for row_id, error in dead],
+                )
+            )
+        if len(statements) == 1 and len(statements[0][1]) == 1:
+            sql, [params] = statements[0]
+            self._connection(None).execute(sql, params)
+            return
         with self._transaction() as db:
             cursor = db.cursor()
-            if sent:
-                cursor.execute(
-                    "INSERT INTO bangi_delivered (destination, event_id, expires_at)"
-                    " SELECT destination, event_id, %s FROM bangi_outbox"
-                    " WHERE id = ANY(%s) AND kind <> 'click' ON CONFLICT DO NOTHING",
-                    (now + self.journey_lifetime, list(sent)),
-                )
-                cursor.execute("DELETE FROM bangi_outbox WHERE id = ANY(%s)", (list(sent),))
-            cursor.executemany(
-                "UPDATE bangi_outbox SET due_at = %s, attempts = attempts + 1, last_error = %s"
-                " WHERE id = %s AND lease = %s",
-                [(due, error, row_id, lease) for row_id, due, error in retry],
-            )
-            if release:
-                cursor.execute(
-                    "UPDATE bangi_outbox SET due_at = %s WHERE id = ANY(%s) AND lease = %s",
-                    (now, list(release), lease),
-                )
-            cursor.executemany(
-                "UPDATE bangi_outbox SET state = 'dead', attempts = attempts + 1,"
-                " last_error = %s WHERE id = %s AND lease = %s",
-                [(error, row_id, lease) for row_id, error in dead],
-            )
+            for sql, rows in statements:
+                cursor.executemany(sql, rows)
 
     def next_due(self, destinations: Sequence[str], *, after: float | None = None) -> float | None:
         """When the earliest pending row of these destinations is due (after ``after``), or None."""
@@ -452,14 +471,15 @@ class PostgresStore:
             " WHERE destination = %(destination)s LIMIT %(batch)s FOR UPDATE SKIP LOCKED)",
             {"destination": destination, "batch": batch},
         )
-        with self._transaction() as db:
-            db.execute("DELETE FROM bangi_delivered WHERE destination = %s", (destination,))
+        self._connection(None).execute(
+            "DELETE FROM bangi_delivered WHERE destination = %s", (destination,)
+        )
 
     def _each_batch(self, sql: str, params: dict[str, object]) -> Iterator[int]:
         # Short transactions, so running senders are never held up for long.
         while True:
-            with self._transaction() as db:
-                changed = db.execute(sql, {**params, "now": self.clock()}).rowcount
+            connection = self._connection(None)
+            changed = connection.execute(sql, {**params, "now": self.clock()}).rowcount
             if not changed:
                 return
             yield changed
@@ -479,8 +499,9 @@ class PostgresStore:
         return rows[0][0] if rows else None
 
     def _all(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
-        with self._transaction() as db:
-            return db.execute(sql, params).fetchall()
+        # One statement on an autocommit connection is a transaction of its own:
+        # no BEGIN and COMMIT round trips around it.
+        return self._connection(None).execute(sql, params).fetchall()
 
     @contextmanager
     def _transaction(self, timeout: float | None = None) -> Iterator[psycopg.Connection[Any]]:
