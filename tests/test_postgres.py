@@ -72,7 +72,7 @@ def test_a_sender_is_woken_by_rows_another_host_adds(postgres: Server) -> None:
         other_host = PostgresStore(postgres.url)
         other_host.add([Event("click", str(uuid.uuid4()), {})], [destination.key], max_age=60)
         # Well before the 5 s the senders would wait without a notification.
-        assert server.wait_for(1, timeout=2.5)
+        assert server.wait_for(1, timeout=3.5)
         sender.close()
         other_host.close()
 

@@ -388,13 +388,13 @@ def test_a_slow_destination_keeps_a_batch_leased_until_it_is_recorded(store: Sto
     # A batch outlasts its lease: rows already sent wait for finish() with the rest,
     # and a second sender (another process, another host) must not send them again.
     server = Sink()
-    server.delay = 0.15
+    server.delay = 0.4  # 7 events: 2.8 s, longer than the 2 s lease
     with live_server(server) as url:
         destination = BangiTracker(url)
-        store.add([click(i) for i in range(10)], [destination.key], max_age=DAY)
+        store.add([click(i) for i in range(7)], [destination.key], max_age=DAY)
         store.clock = time.time  # real time: the senders wait for it
         one, two = (
-            BackgroundSender([destination], outbox=store, lease=0.6, batch_size=10, concurrency=1)
+            BackgroundSender([destination], outbox=store, lease=2.0, batch_size=7, concurrency=1)
             for _ in range(2)
         )
         one.start()
