@@ -25,6 +25,7 @@ from . import __version__, config
 from .outbox import Outbox, state_dir
 from .retry import RetryPolicy
 from .serving import Site, serve, stop_signal
+from .stores import Store
 
 _host = click.option(
     "--host", default="127.0.0.1", show_default=True, help="Interface to listen on."
@@ -337,7 +338,9 @@ def outbox() -> None:
     and campaign (``bangi-landing outbox list`` shows them all). These
     commands find it from the settings the landing has: ``BANGI_OUTBOX``,
     else ``BANGI_TRACKER_URL``, ``BANGI_ALTERCPA_URL`` and ``BANGI_CAMPAIGN_ID``
-    (or the options of those names); ``--outbox PATH`` names the file outright.
+    (or the options of those names); ``--outbox PATH`` names the file outright,
+    ``--outbox postgresql://...`` a PostgreSQL outbox (its password is never
+    printed).
     """
 
 
@@ -345,10 +348,11 @@ _where = (
     click.option(
         "--outbox",
         "path",
-        type=_FILE,
+        metavar="PATH|URL",
         default=None,
-        help="The outbox file. Default: $BANGI_OUTBOX, else the file of the landing"
-        " configured by the options below, else the only outbox in the state folder.",
+        help="The outbox file, or its PostgreSQL database (postgresql://...). Default:"
+        " $BANGI_OUTBOX, else the file of the landing configured by the options below,"
+        " else the only outbox in the state folder.",
     ),
     click.option(
         "--tracker-url",
@@ -375,11 +379,21 @@ _where = (
 class _Target:
     """The outbox a command works on, and what the configuration given sends to."""
 
-    path: Path
-    configured: Path | None  # the outbox of the configuration given, if any
+    path: Path | str  # a SQLite file, or a PostgreSQL database's URL
+    configured: Path | str | None  # the outbox of the configuration given, if any
     in_use: frozenset[str] | None  # the destination keys it uses; None: none given
 
-    def open(self) -> Outbox:
+    @property
+    def shown(self) -> str:
+        """The outbox, as it may be printed: a database's URL without its password."""
+        return config.redact(self.path) if isinstance(self.path, str) else str(self.path)
+
+    def open(self) -> Store:
+        if isinstance(self.path, str):
+            try:
+                return config.postgres_store(self.path, spooled=False)
+            except config.ConfigurationError as error:
+                raise click.ClickException(str(error)) from None
         if not self.path.exists():
             raise click.ClickException(f"no outbox at {self.path}{_others(self.path)}")
         return Outbox(self.path)
@@ -403,7 +417,7 @@ def _with_target(
         tracker_url: str | None,
         altercpa_url: str | None,
         campaign_id: int | None,
-        path: Path | None = None,
+        path: str | None = None,
         **options: Any,
     ) -> None:
         try:
@@ -418,13 +432,17 @@ def _with_target(
             )
         except config.ConfigurationError as error:
             raise click.UsageError(str(error)) from None
-        configured = None
-        if destinations or os.environ.get("BANGI_OUTBOX"):
+        configured: Path | str | None = None
+        if config.is_database_url(env := os.environ.get("BANGI_OUTBOX") or ""):
+            configured = env
+        elif destinations or env:
             configured = config.outbox_path(destinations, campaign_id)
         if path is None:
-            path = configured or _only_outbox()
+            where = configured or _only_outbox()
+        else:
+            where = path if config.is_database_url(path) else Path(path)
         in_use = frozenset(d.key for d in destinations) if destinations else None
-        command(_Target(path, configured, in_use), **options)
+        command(_Target(where, configured, in_use), **options)
 
     for option in reversed(declarations):
         located = option(located)
@@ -488,7 +506,7 @@ def status(target: _Target) -> None:
     removes them.
     """
     box = target.open()
-    click.echo(f"Outbox: {target.path}")
+    click.echo(f"Outbox: {target.shown}")
     counts = box.counts()
     if not counts:
         click.echo("Nothing waits here: no pending or dead events.")
@@ -558,7 +576,7 @@ def retry_dead(target: _Target, max_age: float) -> None:
 def purge_dead(target: _Target, yes: bool) -> None:
     """Delete dead events for good."""
     box = target.open()
-    _confirm(f"Delete {_n(box.dead_count(), 'dead event')} in {target.path} for good?", yes)
+    _confirm(f"Delete {_n(box.dead_count(), 'dead event')} in {target.shown} for good?", yes)
     deleted = 0
     with click.progressbar(length=box.dead_count(), label="Deleting dead events") as bar:
         for done in box.purge_dead():
@@ -590,7 +608,7 @@ def purge(target: _Target, destination: str, yes: bool) -> None:
     ]
     if not keys:
         raise click.ClickException(
-            f"no events for {destination} in {target.path}; its destinations:"
+            f"no events for {destination} in {target.shown}; its destinations:"
             f" {', '.join(sorted(counts)) or 'none'}"
         )
     waiting = sum(counts[key]["pending"] + counts[key]["dead"] for key in keys)

@@ -9,7 +9,7 @@ import sqlite3
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .core.variants import Variants
 from .core.visitors import BOT_AGENTS
@@ -18,6 +18,7 @@ from .outbox import DEFAULT_OUTBOX, Outbox, state_dir
 
 if TYPE_CHECKING:
     from .destinations import Destination
+    from .stores import Store
 
 MIN_SECRET_LENGTH = 16
 
@@ -159,14 +160,20 @@ def outbox(
     journey_lifetime: float = 30 * 24 * 3600,
     destinations: Iterable[Destination] = (),
     campaign_id: int | None = None,
-) -> Outbox | None:
-    """The outbox at ``value`` (``DEFAULT_OUTBOX``: ``outbox_path(destinations, campaign_id)``).
+) -> Store | None:
+    """The store at ``value`` (``DEFAULT_OUTBOX``: ``$BANGI_OUTBOX``, else ``outbox_path(...)``).
 
-    None for memory only.
+    A ``postgresql://`` (or ``postgres://``) URL is a PostgreSQL database
+    (``postgres.PostgresStore``), anything else a SQLite file. None for
+    memory only.
     """
     if value is None:
         return None
-    path = outbox_path(destinations, campaign_id) if value is DEFAULT_OUTBOX else Path(value)
+    if value is DEFAULT_OUTBOX:
+        value = os.environ.get("BANGI_OUTBOX") or outbox_path(destinations, campaign_id)
+    if is_database_url(value):
+        return postgres_store(str(value), journey_lifetime=journey_lifetime)
+    path = Path(value)
     try:
         return Outbox(path, journey_lifetime=journey_lifetime)
     except (OSError, sqlite3.Error) as error:
@@ -183,6 +190,54 @@ def variants(value: Mapping[str, float] | None) -> Variants | None:
         return Variants(value)
     except ValueError as error:
         raise ConfigurationError(f"variants (BANGI_VARIANTS): {error}") from None
+
+
+def is_database_url(value: str | os.PathLike[str]) -> bool:
+    """Whether an ``outbox`` value names a PostgreSQL database rather than a SQLite file."""
+    return isinstance(value, str) and value.startswith(("postgresql://", "postgres://"))
+
+
+def postgres_store(
+    url: str, *, journey_lifetime: float = 30 * 24 * 3600, spooled: bool = True
+) -> Store:
+    """The PostgreSQL store at ``url``; a ``ConfigurationError`` if psycopg is not installed.
+
+    Its spool, where events wait while the database is unreachable, is
+    ``spool-<hash>.sqlite3`` in ``outbox.state_dir()``, the hash (12 hex
+    digits) of the URL without its password: one per database and host user.
+    ``spooled=False``: none (the ``bangi-landing outbox`` commands, which
+    work on the database itself).
+    """
+    try:
+        from .postgres import PostgresStore  # here: psycopg is an extra
+    except ImportError as error:
+        raise ConfigurationError(
+            f"outbox (BANGI_OUTBOX) {redact(url)} is a PostgreSQL database, which needs"
+            f" psycopg ({error}): pip install 'bangi-landing[postgresql]'"
+        ) from None
+    if not spooled:
+        return PostgresStore(url, journey_lifetime=journey_lifetime)
+    digest = hashlib.blake2b(redact(url).encode(), digest_size=6).hexdigest()
+    spool = state_dir() / f"spool-{digest}.sqlite3"
+    try:
+        return PostgresStore(url, journey_lifetime=journey_lifetime, spool=spool)
+    except (OSError, sqlite3.Error) as error:
+        raise ConfigurationError(
+            f"outbox (BANGI_OUTBOX) {redact(url)}: its spool {spool} cannot be used: {error}"
+        ) from None
+
+
+def redact(url: str) -> str:
+    """``url`` without its password (in its user part or its query), for logs and messages."""
+    parts = urlsplit(url)
+    if parts.password is not None:
+        host = parts.netloc.rpartition("@")[2]
+        parts = parts._replace(netloc=f"{parts.username or ''}:***@{host}")
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if any(name == "password" for name, _ in query):
+        hidden = [(name, "***" if name == "password" else value) for name, value in query]
+        parts = parts._replace(query=urlencode(hidden, safe="*"))
+    return urlunsplit(parts)
 
 
 # How a setting given as text (an environment variable, or a Flask or Django

@@ -30,7 +30,7 @@ Configuration keys (each falls back as noted when unset):
     environment variables, then the options' defaults. A list setting given as a
     string is comma-separated: ``"/order, /checkout"``.
 ``BANGI_OUTBOX``
-    the ``outbox`` option: a path, or ``None`` for memory only; unset, the
+    the ``outbox`` option: a path, a ``postgresql://`` URL, or ``None`` for memory only; unset, the
     environment variable, else the landing's own file,
     ``~/.local/state/bangi-landing/outbox-<hash>.sqlite3``.
 

@@ -1,4 +1,7 @@
-"""The durable outbox: events on disk (SQLite, WAL) until a destination has taken them.
+"""The SQLite store, the default outbox: events on disk (WAL) until a destination has taken them.
+
+It keeps the contract of ``stores.Store`` (which says it in full) in one file
+that every worker process of a host shares.
 
 One row per event and destination, so a tracker that is down does not hold
 back another one. Every worker process of a host may share one file:
@@ -12,8 +15,8 @@ back another one. Every worker process of a host may share one file:
   due again and another sender claims them. The event keeps its eventId, so a
   tracker that did get the first attempt stores it once;
 * a journey's rows go **in order, its click first**: a lead or status becomes
-  due ``ORDER_DELAY`` after it is written and then waits while its click, or
-  an older row of its journey, is pending. The delay covers a click still in
+  due ``stores.ORDER_DELAY`` after it is written and then waits while its click,
+  or an older row of its journey, is pending. The delay covers a click still in
   another worker process's memory (a click reaches the outbox within 100 ms
   of its page, a lead before its submit's response, and a visitor submits
   after the page): the tracker must never get a lead before its click, or it
@@ -45,14 +48,14 @@ import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from ._sqlite import create_schema, switch_to_wal
 from .events import Event
+from .stores import ORDER_DELAY, Claim, due_at, journey_of, with_journeys
 
-__all__ = ["DEFAULT_OUTBOX", "Claim", "Outbox", "OutboxBusy", "state_dir"]
+__all__ = ["DEFAULT_OUTBOX", "Claim", "Outbox", "OutboxBusy", "Spooled", "state_dir"]
 
 logger = logging.getLogger("bangi_landing")
 
@@ -99,8 +102,6 @@ CREATE TABLE IF NOT EXISTS journeys (
 ) WITHOUT ROWID;
 """
 
-ORDER_DELAY = 0.25  # seconds a journey's later events wait for its click to be written
-
 # An event already delivered to this destination is not added again (only the
 # once-per-journey kinds are remembered as delivered, see finish()).
 _INSERT = (
@@ -124,13 +125,12 @@ class OutboxBusy(sqlite3.OperationalError):
     """The outbox could not be had before the caller's deadline (another thread or process)."""
 
 
-@dataclass(frozen=True)
-class Claim:
-    """A row this sender may deliver until its lease runs out."""
+class Spooled(NamedTuple):
+    """A row handed over by :meth:`Outbox.drain`."""
 
     id: int
+    destination: str
     event: Event
-    attempts: int  # before this one
     expires_at: float
 
 
@@ -155,6 +155,8 @@ class Outbox:
     """
 
     BUSY_TIMEOUT = 30.0  # another process's transaction: wait rather than fail
+    faults: tuple[type[Exception], ...] = (sqlite3.Error, OSError)  # locked, full, read-only
+    notifies = False  # the senders of other processes look every few seconds
 
     def __init__(
         self,
@@ -164,6 +166,7 @@ class Outbox:
         clock: Callable[[], float] = time.time,
     ):
         self.path = Path(path)
+        self.name = str(self.path)
         self.journey_lifetime = journey_lifetime
         self.clock = clock
         self._local = threading.local()
@@ -186,6 +189,7 @@ class Outbox:
         max_age: float,
         keep_journeys: bool = False,
         timeout: float | None = None,
+        order_delay: float = ORDER_DELAY,
     ) -> None:
         """Store each event once per destination (again: ignored), durably, in one transaction.
 
@@ -197,19 +201,21 @@ class Outbox:
             :class:`OutboxBusy` (or the lock's ``sqlite3.OperationalError``) is
             raised, and a corrupt file is left for a call without a timeout to
             move aside. ``None``: ``BUSY_TIMEOUT`` for the lock.
+        :param order_delay: seconds a lead or status waits, at least, for its
+            journey's click to be written (by any process) before it is due.
         """
         now = self.clock()
         routes = destinations if isinstance(destinations, Mapping) else None
         rows = [
             (key, e.event_id, e.click_id, e.kind, text, e.created_at, e.created_at + max_age, due)
             for e in events
-            for due in (now if e.kind == "click" else now + ORDER_DELAY,)
+            for due in (due_at(e, now, order_delay),)
             for text in (json.dumps(e.to_dict()),)
             for key in destinations
             if routes is None or e.kind in routes[key]
         ]
         journeys = [
-            (e.click_id, json.dumps(_journey_of(e)), e.created_at + self.journey_lifetime)
+            (e.click_id, json.dumps(journey_of(e)), e.created_at + self.journey_lifetime)
             for e in events
             if keep_journeys and (e.kind == "click" or e.journey)
         ]
@@ -279,16 +285,7 @@ class Outbox:
         ]
         claims.sort(key=lambda claim: claim.id)
         if journeys and claims:
-            known = self.journeys([claim.event.click_id for claim in claims])
-            claims = [
-                replace(
-                    c,
-                    event=replace(c.event, journey={**known[c.event.click_id], **c.event.journey}),
-                )
-                if c.event.click_id in known
-                else c
-                for c in claims
-            ]
+            claims = with_journeys(claims, self.journeys([c.event.click_id for c in claims]))
         return claims
 
     def journeys(self, click_ids: Sequence[str]) -> dict[str, dict[str, str]]:
@@ -368,6 +365,39 @@ class Outbox:
             " AND destination IN (SELECT value FROM json_each(?)) AND due_at > ?",
             (json.dumps(list(destinations)), float("-inf") if after is None else after),
         )
+
+    def drain(self, move: Callable[[list[Spooled], list[tuple[str, str, float]]], None]) -> int:
+        """Hand pending rows and every journey to ``move``, then delete them; how many rows.
+
+        For this file as a spool (``postgres.PostgresStore``'s while its database
+        is away). In one transaction that holds the file's write lock, so two
+        processes never hand over the same rows; if ``move`` raises, nothing is
+        deleted. The journeys go as ``(clickId, params as JSON, expires_at)``.
+        """
+
+        def hand_over(db: sqlite3.Connection) -> int:
+            rows = [
+                Spooled(row_id, key, Event.from_dict(json.loads(text)), expires_at)
+                for row_id, key, text, expires_at in db.execute(
+                    "SELECT id, destination, event, expires_at FROM outbox"
+                    " WHERE state = 'pending' ORDER BY id LIMIT 500"
+                )
+            ]
+            journeys = db.execute("SELECT click_id, params, expires_at FROM journeys").fetchall()
+            if not rows and not journeys:
+                return 0
+            move(rows, journeys)
+            db.execute(
+                "DELETE FROM outbox WHERE id IN (SELECT value FROM json_each(?))",
+                (json.dumps([row.id for row in rows]),),
+            )
+            db.execute("DELETE FROM journeys")
+            return len(rows)
+
+        return self._run(hand_over)
+
+    def listen(self, wake: Callable[[], None], closed: Callable[[], bool]) -> None:
+        """Nothing to listen to: SQLite tells no other process of a write (``notifies``)."""
 
     # For the operator
 
@@ -703,14 +733,6 @@ def _aside_path(path: Path) -> Path:
 
 def _seconds_left(deadline: float | None, default: float) -> float:
     return default if deadline is None else max(0.0, deadline - time.monotonic())
-
-
-def _journey_of(event: Event) -> dict[str, str]:
-    """What to remember of an event's journey: a click's URL parameters, its journey values."""
-    params = {}
-    if event.kind == "click":
-        params = {k: v for k, v in event.params.items() if isinstance(v, str)}
-    return {**params, **event.journey}
 
 
 _INHERITED: list[sqlite3.Connection] = []

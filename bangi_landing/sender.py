@@ -28,8 +28,12 @@ An outbox that refuses a write (locked by another process, full, read-only,
 deleted, corrupt) costs a request ``LEAD_WRITE_TIMEOUT`` at most: the event
 then waits in memory, and the writer thread, retrying every
 ``WRITE_RETRY_INTERVAL``, writes it when the outbox takes events again.
-The outbox keeps a journey's rows in order (see ``outbox.ORDER_DELAY``), so a
-lead written at once never reaches the tracker before its queued click.
+The outbox keeps a journey's rows in order (see ``stores.ORDER_DELAY``), so a
+lead written at once never reaches the tracker before its queued click. After
+the outbox refused writes, the clicks of other processes may still be in their
+memory, waiting for their writer's next try: the leads this process writes
+then wait ``stores.RECOVERY_ORDER_DELAY`` instead, long enough for every
+writer to have tried again.
 Threads start on first use and again in a forked child; at exit the queue is
 written out and delivery goes on for at most two seconds. Nothing here raises
 into the application: failures are counted and logged.
@@ -42,7 +46,6 @@ import logging
 import os
 import secrets
 import socket
-import sqlite3
 import sys
 import threading
 import time
@@ -53,13 +56,13 @@ from typing import TYPE_CHECKING
 
 from .destinations import DeliveryError
 from .events import clean_event
-from .outbox import ORDER_DELAY
 from .retry import CircuitBreaker, RetryPolicy
+from .stores import ORDER_DELAY, RECOVERY_ORDER_DELAY
 
 if TYPE_CHECKING:
     from .destinations import Destination
     from .events import Event
-    from .outbox import Claim, Outbox
+    from .stores import Claim, Store
 
 logger = logging.getLogger("bangi_landing")
 
@@ -190,9 +193,10 @@ class BackgroundSender:
     """Delivers events to every destination from background threads.
 
     :param destinations: where each event goes.
-    :param outbox: where events wait, on disk, until delivered; shared by the
-        worker processes of a host. ``None`` keeps events in memory only: one
-        attempt each, dropped when the queue is full or the process exits.
+    :param outbox: the store where events wait until delivered (``stores.Store``:
+        a SQLite file shared by the worker processes of a host, a PostgreSQL
+        database shared by many hosts). ``None`` keeps events in memory only:
+        one attempt each, dropped when the queue is full or the process exits.
     :param queue_size: events waiting in memory at most.
     :param retry: backoff, ``Retry-After`` cap and maximum age.
     :param batch_size: outbox rows claimed at a time.
@@ -209,7 +213,7 @@ class BackgroundSender:
         self,
         destinations: Sequence[Destination],
         *,
-        outbox: Outbox | None = None,
+        outbox: Store | None = None,
         queue_size: int = 10_000,
         retry: RetryPolicy = RetryPolicy(),  # noqa: B008 (frozen, shared safely)
         batch_size: int = 100,
@@ -399,6 +403,8 @@ class BackgroundSender:
                 targets = {"writer": self._write_queued}
                 for n in range(1, self.concurrency + 1):
                     targets[f"sender-{n}"] = self._deliver_from_outbox
+                if self.outbox.notifies:  # rows added by other hosts wake the senders at once
+                    targets["listener"] = self._listen
             alive = {thread.name for thread in self._threads if thread.is_alive()}
             for name, target in targets.items():
                 if f"bangi-landing-{name}" not in alive:
@@ -444,6 +450,7 @@ class BackgroundSender:
                 max_age=self.retry.max_age,
                 keep_journeys=self._keep_journeys,
                 timeout=timeout,
+                order_delay=RECOVERY_ORDER_DELAY if self._write_failing else ORDER_DELAY,
             )
         except Exception as error:
             self._write_failing = True
@@ -451,7 +458,7 @@ class BackgroundSender:
                 "bangi-landing: could not write %d events to the outbox %s (%s: %s);"
                 " %d events wait in memory until it takes them",
                 len(events),
-                self.outbox.path,
+                self.outbox.name,
                 type(error).__name__,
                 error,
                 len(self._pending),
@@ -459,7 +466,7 @@ class BackgroundSender:
             return False
         if self._write_failing:
             self._write_failing = False
-            logger.info("bangi-landing: the outbox %s takes events again", self.outbox.path)
+            logger.info("bangi-landing: the outbox %s takes events again", self.outbox.name)
         self.wake()
         return True
 
@@ -474,6 +481,20 @@ class BackgroundSender:
                     logger.exception("bangi-landing: unexpected error delivering an event")
             self._pending.done(events)
 
+    def _listen(self) -> None:
+        assert self.outbox is not None
+        while not self._closed:
+            try:
+                self.outbox.listen(self.wake, lambda: self._closed)
+            except Exception as error:  # the senders still look every 5 s meanwhile
+                self.write_log.warning(
+                    "bangi-landing: cannot listen for new events in the outbox %s (%s: %s)",
+                    self.outbox.name,
+                    type(error).__name__,
+                    error,
+                )
+                time.sleep(1.0)
+
     def _deliver_once(self, event: Event) -> None:
         for destination in self.destinations:
             if event.kind not in destination.kinds:
@@ -487,16 +508,17 @@ class BackgroundSender:
                 self.stats.add("sent")
 
     def _deliver_from_outbox(self) -> None:
+        assert self.outbox is not None
         while not self._closed:
             try:
                 self.deliver_due()
-            except (sqlite3.Error, OSError) as error:
-                # The outbox is sick (full, locked, read-only): an operating fault,
-                # said once a minute; the rows wait on disk until it recovers.
+            except self.outbox.faults as error:
+                # The outbox is sick (full, locked, read-only, unreachable): an operating
+                # fault, said once a minute; the rows wait in it until it recovers.
                 self.write_log.warning(
                     "bangi-landing: the outbox %s cannot be used for delivery (%s: %s);"
                     " trying again every second",
-                    self.outbox.path if self.outbox is not None else "",
+                    self.outbox.name,
                     type(error).__name__,
                     error,
                 )
@@ -590,10 +612,11 @@ class BackgroundSender:
             if breaker.is_paused(self.clock()):  # failing as a whole: the rest waits
                 release = [c.id for c in claims[index:]]
                 break
-            if self.clock() > lease_end - self.lease / 2:  # a slow destination: keep the rest
+            if self.clock() > lease_end - self.lease / 2:  # a slow destination: keep the rows
+                # All of them: those sent already are deleted only by finish() below,
+                # and another sender must not take them again meanwhile.
                 lease_end = self.clock() + self.lease
-                rest = [c.id for c in claims[index:]]
-                self.outbox.extend(rest, self._lease_token, lease_end)
+                self.outbox.extend([c.id for c in claims], self._lease_token, lease_end)
             try:
                 destination.deliver(claim.event)
             except DeliveryError as error:

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,13 +21,35 @@ from bangi_landing.tracker import TrackerStore, create_app
 from bangi_landing.tracker.altercpa import TOKENS_ENV
 
 from .landing import landing_app
+from .postgres import PostgresUnavailable, Server, postgres_server
 from .utils import ErrorsLogged, live_server
 
 
 @pytest.fixture(autouse=True)
 def _outbox_in_tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # The default outbox is per user; a test must never leave events there.
+    # The default outbox is per user; a test must never leave events there (nor a spool).
     monkeypatch.setenv("BANGI_OUTBOX", str(tmp_path / "outbox.sqlite3"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Server]:
+    """A PostgreSQL server of this test session (tests/postgres.py), started on first use.
+
+    Where PostgreSQL is not installed the tests that need it skip, except in
+    CI (``$CI`` set), where they fail: CI installs it (tests/install-services.sh).
+    """
+    # Not under pytest's tmp folder: it is root's only, and the server runs as postgres.
+    directory = Path(tempfile.mkdtemp(prefix="bangi-postgres-"))
+    try:
+        with postgres_server(directory) as server:
+            yield server
+    except PostgresUnavailable as error:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is needed in CI and could not start: {error}")
+        pytest.skip(f"PostgreSQL could not start: {error}")
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

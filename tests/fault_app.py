@@ -1,7 +1,9 @@
 """The landing the fault tests run under gunicorn: tests/landing.py's app, wrapped.
 
 Retries are fast (a tenth of a second, growing to half a second) so a test
-sees a tracker come back within moments; the rest is the default setup.
+sees a tracker come back within moments, and ``FAULT_LEASE`` shortens the
+lease, so a host's rows are taken over within moments of its death; the rest
+is the default setup. ``BANGI_OUTBOX`` is a SQLite file or a PostgreSQL URL.
 """
 
 from __future__ import annotations
@@ -10,9 +12,8 @@ import os
 
 from asgiref.wsgi import WsgiToAsgi
 
-from bangi_landing import BangiLanding, BangiLandingASGI
+from bangi_landing import BangiLanding, BangiLandingASGI, config
 from bangi_landing.destinations import BangiTracker
-from bangi_landing.outbox import Outbox
 from bangi_landing.retry import RetryPolicy
 from bangi_landing.sender import BackgroundSender
 
@@ -20,8 +21,9 @@ from .landing import landing_app
 
 sender = BackgroundSender(
     [BangiTracker(os.environ["BANGI_TRACKER_URL"], timeout=(1.0, 2.0))],
-    outbox=Outbox(os.environ["BANGI_OUTBOX"]),
+    outbox=config.outbox(os.environ["BANGI_OUTBOX"]),
     retry=RetryPolicy(first=0.1, longest=0.5),
+    lease=float(os.environ.get("FAULT_LEASE", "60")),
 )
 app = BangiLanding(landing_app, campaign_id=1, secret_key="fault-test-secret-key", sender=sender)
 # The same landing as an ASGI app, for uvicorn: the WSGI app in a thread, our ASGI door around it.

@@ -12,9 +12,11 @@ from flask import Blueprint, Flask, render_template_string, request
 from bangi_landing import BangiLanding, ConfigurationError
 from bangi_landing.core.journey import JourneyCookie
 from bangi_landing.flask import Bangi
+from bangi_landing.postgres import PostgresStore
 from bangi_landing.sender import BackgroundSender
 
 from .conftest import Tracker
+from .postgres import Server
 from .utils import SUB1, live_server
 
 PAGE = """<!doctype html><title>Ring</title>
@@ -252,3 +254,12 @@ def test_altercpa_and_the_relay_from_config_and_a_crm_hook(tracker: Tracker) -> 
         assert requests.post(f"{url}/crm/{click_id}", timeout=5).status_code == 200
     flush(app)
     assert [e["params"]["status"] for e in tracker.events(type="postback")] == ["accept", "reject"]
+
+
+def test_a_postgresql_url_in_bangi_outbox_selects_that_store(
+    tracker: Tracker, postgres: Server
+) -> None:
+    middleware = Bangi().init_app(make_app(tracker, BANGI_OUTBOX=postgres.url))
+    sender = middleware.sender
+    assert isinstance(sender, BackgroundSender) and isinstance(sender.outbox, PostgresStore)
+    assert sender.outbox.url == postgres.url

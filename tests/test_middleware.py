@@ -379,13 +379,23 @@ def test_post_elsewhere_is_no_lead(landing: Landing) -> None:
 # Durability
 
 
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
 @pytest.mark.parametrize("durable_clicks", [False, True])
 def test_a_lead_is_in_the_outbox_before_the_submit_response(
-    tracker: Tracker, tmp_path: Path, durable_clicks: bool, monkeypatch: pytest.MonkeyPatch
+    tracker: Tracker,
+    tmp_path: Path,
+    durable_clicks: bool,
+    store: str,
+    request: pytest.FixtureRequest,
 ) -> None:
+    outbox: str | Path = tmp_path / "box.sqlite3"
+    if store == "postgresql":  # committed: another connection sees it
+        postgres = request.getfixturevalue("postgres")
+        postgres.empty()
+        outbox = postgres.url
     middleware = wrap(
         tracker,
-        outbox=tmp_path / "box.sqlite3",
+        outbox=outbox,
         durable_clicks=durable_clicks,
         submit_paths=["/submit"],
     )

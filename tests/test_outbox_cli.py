@@ -6,6 +6,7 @@ import re
 import time
 from pathlib import Path
 
+import psycopg
 import pytest
 from click.testing import CliRunner
 from werkzeug.test import Client
@@ -13,11 +14,14 @@ from werkzeug.test import Client
 from bangi_landing import BangiLanding
 from bangi_landing.cli import main
 from bangi_landing.events import Event
-from bangi_landing.outbox import ORDER_DELAY, Outbox
+from bangi_landing.outbox import Outbox
+from bangi_landing.postgres import PostgresStore
 from bangi_landing.sender import BackgroundSender
+from bangi_landing.stores import ORDER_DELAY
 
 from .conftest import SECRET
 from .landing import landing_app
+from .postgres import Server
 
 BANGI = "bangi http://127.0.0.1:1/"
 
@@ -219,3 +223,36 @@ def test_without_settings_the_only_outbox_is_used_and_several_are_an_error(state
     assert code == 1
     assert "2 outboxes in" in output
     assert "--outbox PATH" in output
+
+
+# On PostgreSQL (tests/postgres.py)
+
+
+def test_the_commands_work_on_postgresql_and_never_print_the_password(
+    postgres: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    postgres.empty()
+    with psycopg.connect(postgres.url, autocommit=True) as db:
+        db.execute("ALTER USER postgres PASSWORD 's3cret'")  # trust auth: taken, not asked
+    url = postgres.url.replace("postgres@", "postgres:s3cret@")
+    store = PostgresStore(url)
+    store.add([Event("click", f"c{i}", {}) for i in range(3)], [BANGI], max_age=9e9)
+    store.finish(
+        "t",
+        dead=[
+            (c.id, "HTTP 400: bad")
+            for c in store.claim(BANGI, "t", limit=2, until=time.time() + 60)
+        ],
+    )
+    code, output = run("status", "--outbox", url)
+    assert code == 0, output
+    assert f"{BANGI}: 1 pending, 2 dead" in output
+    assert "postgres:***@127.0.0.1" in output
+    assert run("retry-dead", "--outbox", url)[0] == 0
+    assert store.counts() == {BANGI: {"pending": 3, "dead": 0}}
+    monkeypatch.setenv("BANGI_OUTBOX", url)  # as the landing has it
+    code, output = run("purge", "--destination", BANGI, "--yes")
+    assert (code, output.splitlines()[-1]) == (0, f"Deleted 3 events of {BANGI}.")
+    assert store.counts() == {}
+    assert "s3cret" not in run("purge-dead", "--yes")[1] + run("status")[1]
+    store.close()

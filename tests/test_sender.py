@@ -29,9 +29,10 @@ import pytest
 
 from bangi_landing.destinations import AlterCPAPro, BangiTracker, DeliveryError
 from bangi_landing.events import MAX_DEPTH, MAX_PAYLOAD_BYTES, Event, clean_event
-from bangi_landing.outbox import ORDER_DELAY, Outbox
+from bangi_landing.outbox import Outbox
 from bangi_landing.retry import RetryPolicy
 from bangi_landing.sender import BackgroundSender, ThrottledLog
+from bangi_landing.stores import ORDER_DELAY
 from bangi_landing.tracker.app import MAX_BODY
 
 from .conftest import Landing, Tracker

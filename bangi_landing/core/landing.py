@@ -204,7 +204,9 @@ class LandingCore:
         its own variant, so its click and lead always agree.
     :param lander_param: the click's and the lead's parameter carrying the variant.
     :param outbox: the SQLite file where events wait until the tracker has them,
-        shared by the landing's worker processes. Default: ``BANGI_OUTBOX``, else
+        shared by the landing's worker processes, or a ``postgresql://`` URL:
+        a PostgreSQL database shared by every host (``postgres.PostgresStore``,
+        needs ``pip install 'bangi-landing[postgresql]'``). Default: ``BANGI_OUTBOX``, else
         ``~/.local/state/bangi-landing/outbox-<hash>.sqlite3``, a file of this
         landing's own (the hash of its destinations and campaign, see
         ``config.outbox_path``). ``None`` keeps events in memory only (one
