@@ -154,7 +154,7 @@ def read_only(path: Path) -> Iterator[None]:
 def deleted(path: Path, *, journal_too: bool) -> Iterator[None]:
     """The file unlinked while the landing has it open (``rm outbox.sqlite3[*]``)."""
     for name in [path.name, *([f"{path.name}-wal", f"{path.name}-shm"] if journal_too else [])]:
-        (path.parent / name).unlink()
+        (path.parent / name).unlink(missing_ok=True)  # as rm: the WAL may be checkpointed away
     yield
 
 
