@@ -162,11 +162,11 @@ def deleted(path: Path, *, journal_too: bool) -> Iterator[None]:
 def full(path: Path) -> Iterator[None]:
     """The file system of the outbox (a tiny tmpfs) full meanwhile."""
     filler = path.parent / "filler"
-    with filler.open("wb") as out:
+    # Unbuffered: a buffered file would still hold bytes that its close() fails to write.
+    with filler.open("wb", buffering=0) as out:
         try:
             while True:
                 out.write(b"\0" * 65536)
-                out.flush()
         except OSError:
             pass  # no space left
     try:
@@ -184,8 +184,7 @@ def corrupt(path: Path) -> Iterator[None]:
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 16 MB tmpfs: a file system that can really fill up (and holds a WAL that grew
-    to its 1,000-page checkpoint, 4 MB, before it is filled on purpose)."""
+    """A 16 MB tmpfs: a file system that can really fill up."""
     disk = tmp_path / "disk"
     disk.mkdir()
     mounted = subprocess.run(
