@@ -20,8 +20,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-EventKind = Literal["click", "lead", "postback"]
+EventKind = Literal["click", "lead", "postback", "order"]
+# What a tracker takes. An order (the customer's fields, sealed: see sealed.py) goes
+# only to a destination that names it in its kinds (destinations.NetworkOrders).
 EVENT_KINDS: tuple[EventKind, ...] = ("click", "lead", "postback")
+ORDER: EventKind = "order"
 
 logger = logging.getLogger("bangi_landing")
 

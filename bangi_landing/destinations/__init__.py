@@ -19,6 +19,7 @@ from ..events import Event, EventKind
 from .altercpa import AlterCPAPro
 from .bangi import BangiTracker
 from .base import DeliveryError, HttpDestination
+from .orders import NetworkOrders
 from .postback import PostbackTemplates
 
 
@@ -37,5 +38,6 @@ __all__ = [
     "DeliveryError",
     "Destination",
     "HttpDestination",
+    "NetworkOrders",
     "PostbackTemplates",
 ]
