@@ -46,6 +46,7 @@ _MACRO = re.compile(r"\{([A-Za-z0-9_.\-]+)\}")
 _ENV = re.compile(r"\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
 # Macros the order itself fills: never kept from the landing URL.
 _BUILT_IN = frozenset({"clickId", "eventId", "ip", "userAgent", "referer"})
+DEAD_ORDER_RETENTION = 7 * 24 * 3600.0
 # An order's values shorter than this are not cut from a network's reason: "1" is no secret.
 _MIN_REDACTED = 3
 
@@ -63,6 +64,10 @@ class NetworkOrders(HttpDestination):
         ``None``: any 2xx.
     :param order_id: the answer's JSON field holding the network's order id, logged
         at INFO with the clickId.
+    :param keep_dead: seconds a dead order (refused, or undelivered past the
+        sender's ``max_age``) is kept after it happened, for ``bangi-landing outbox
+        status`` and ``retry-dead``; then its row, personal data and all, is
+        deleted (checked hourly by the sender). Default: 7 days.
 
     The order's personal data reaches this destination sealed (see
     :mod:`bangi_landing.sealed`); the landing it is passed to gives it the key.
@@ -81,6 +86,7 @@ class NetworkOrders(HttpDestination):
         headers: Mapping[str, str] | None = None,
         success: tuple[str, Any] | None = None,
         order_id: str | None = None,
+        keep_dead: float = DEAD_ORDER_RETENTION,
         timeout: tuple[float, float] = DEFAULT_TIMEOUT,
     ) -> None:
         # config imports the destinations: its error is imported when one is configured.
@@ -95,6 +101,7 @@ class NetworkOrders(HttpDestination):
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigurationError("NetworkOrders url must be an http(s) URL")
         self.method, self.body, self.success, self.order_id = method, body, success, order_id
+        self.keep_dead = keep_dead
         self._url = _with_env(url, "NetworkOrders url")
         self._headers = {
             name: _with_env(value, f"NetworkOrders headers[{name!r}]")
