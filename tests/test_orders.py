@@ -227,3 +227,13 @@ def test_bad_configuration_fails_at_start_up_naming_the_option(
 ) -> None:
     with pytest.raises(ConfigurationError, match=named.replace("[", r"\[")):
         NetworkOrders(url, headers=headers)
+
+
+def test_a_large_order_reaches_the_network_whole(tmp_path: Path) -> None:
+    sink = Sink()
+    note = "n" * 60_000  # sealed, past the tracker's 64 KiB limit: a lead would be cut
+    options: dict[str, Any] = {"fields": {"note": "{note}"}}
+    with live_server(sink) as network, order_landing(tmp_path, network, **options) as landing:
+        landing.submit(note=note)
+        assert landing.sender.flush(10)
+    assert [order["note"] for order in sink.received] == [note]
