@@ -38,10 +38,10 @@ class OrderLanding:
     outbox: Outbox
     sender: BackgroundSender
 
-    def submit(self, **fields: str) -> tuple[str, requests.Response]:
-        """A visitor's page view, then the order form's submit; the page's clickId."""
+    def submit(self, path: str = "/", **fields: str) -> tuple[str, requests.Response]:
+        """A visitor's view of ``path``, then the order form's submit; the page's clickId."""
         with requests.Session() as browser:
-            [click_id, _] = form_click_ids(browser.get(self.url + "/", timeout=5).text)
+            [click_id, _] = form_click_ids(browser.get(self.url + path, timeout=5).text)
             form = {"sub1": click_id, "name": NAME, "phone": PHONE, **fields}
             return click_id, browser.post(self.url + "/submit", data=form, timeout=5)
 
@@ -204,14 +204,16 @@ def test_a_form_api_with_a_token_header_and_the_order_id_logged(
     assert not any(PHONE in m or "tok-123" in m for m in messages)
 
 
-def test_a_get_api_takes_the_fields_in_its_query(tmp_path: Path) -> None:
+def test_a_get_api_takes_the_fields_and_the_landing_urls_parameters_in_its_query(
+    tmp_path: Path,
+) -> None:
     sink = Sink()
-    options: dict[str, Any] = {"method": "GET", "fields": {"n": "{name}"}}
+    options: dict[str, Any] = {"method": "GET", "fields": {"n": "{name}", "src": "{source}"}}
     with live_server(sink) as network, order_landing(tmp_path, network, **options) as landing:
-        click_id, _ = landing.submit()
+        click_id, _ = landing.submit("/?source=fb")  # the submit itself carries no query
         assert landing.sender.flush(10)
     [order] = sink.received
-    assert order["query"] == f"n=Zelda+Quixote&sub1={click_id}"
+    assert order["query"] == f"n=Zelda+Quixote&src=fb&sub1={click_id}"
 
 
 @pytest.mark.parametrize(
@@ -237,3 +239,9 @@ def test_a_large_order_reaches_the_network_whole(tmp_path: Path) -> None:
         landing.submit(note=note)
         assert landing.sender.flush(10)
     assert [order["note"] for order in sink.received] == [note]
+
+
+def test_only_fields_that_are_not_personal_are_kept_from_the_landing_url() -> None:
+    fields = {"name": "{name}", "tel": "{phone}", "s2": "{source}", "s3": "{utm_campaign}"}
+    orders = NetworkOrders("https://network.example/orders", fields=fields)
+    assert orders.journey_params == ("source", "utm_campaign")

@@ -36,6 +36,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 from urllib.parse import urlencode, urlsplit
 
+from ..core.privacy import is_personal_field, is_secret_field
 from ..events import ORDER, Event, EventKind
 from ..sealed import Sealer
 from .base import DEFAULT_TIMEOUT, DeliveryError, HttpDestination, public_url
@@ -112,7 +113,15 @@ class NetworkOrders(HttpDestination):
         if "sub1" not in self.fields and not any("{clickId}" in t for t in texts):
             self.fields["sub1"] = "{clickId}"
         macros = {name for text in texts for name in _MACRO.findall(text)}
-        self.journey_params = tuple(sorted(macros - _BUILT_IN))
+        # Landing URL parameters are kept in the journey cookie and the outbox in clear:
+        # a name, a phone or a secret is taken from the submit only, never kept from a URL.
+        self.journey_params = tuple(
+            sorted(
+                name
+                for name in macros - _BUILT_IN
+                if not is_personal_field(name) and not is_secret_field(name)
+            )
+        )
         # The URL before its env macros are filled: host and path, never a token.
         self.key = f"orders {public_url(url)}"
         self._sealer: Sealer | None = None
