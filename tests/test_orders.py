@@ -22,7 +22,7 @@ from bangi_landing.retry import RetryPolicy
 from bangi_landing.sealed import Sealer
 from bangi_landing.sender import BackgroundSender
 
-from .conftest import SECRET
+from .conftest import SECRET, Tracker, serve_landing
 from .landing import landing_app
 from .utils import Recorder, Sink, eventually, form_click_ids, free_port, live_server
 
@@ -245,3 +245,31 @@ def test_only_fields_that_are_not_personal_are_kept_from_the_landing_url() -> No
     fields = {"name": "{name}", "tel": "{phone}", "s2": "{source}", "s3": "{utm_campaign}"}
     orders = NetworkOrders("https://network.example/orders", fields=fields)
     assert orders.journey_params == ("source", "utm_campaign")
+
+
+def test_the_bundled_trackers_fake_network_gets_the_order_and_the_tracker_the_lead(
+    tracker: Tracker, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="bangi_landing")
+    orders = NetworkOrders(
+        f"{tracker.url}/network/orders",
+        fields={"offer_id": "1001", "name": "{name}", "phone": "{phone}"},
+        success=("status", "ok"),
+        order_id="id",
+    )
+    with serve_landing(tracker, destinations=[orders]) as landing:  # the default outbox, sender
+        [click_id, _] = form_click_ids(landing.get("/?source=fb").text)
+        form = {"sub1": click_id, "name": NAME, "phone": PHONE}
+        assert landing.post(data=form).status_code == 200
+        [lead] = landing.events(type="lead")
+    [order] = tracker.store.network_orders()
+    assert order["clickId"] == click_id
+    assert {k: order["params"][k] for k in ("offer_id", "name", "phone", "sub1")} == {
+        "offer_id": "1001",
+        "name": NAME,
+        "phone": PHONE,
+        "sub1": click_id,
+    }
+    assert lead["clickId"] == click_id and "name" not in lead["params"]
+    taken = f"bangi-landing: order {order['id']} of journey {click_id} taken by"
+    assert any(r.getMessage().startswith(taken) for r in caplog.records)
