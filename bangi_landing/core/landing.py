@@ -498,8 +498,11 @@ class LandingCore:
         return Event("lead", journey.click_id, params, event_id, journey=journey.values())
 
     def _order(self, meta: Meta, journey: Journey, sealer: Sealer) -> Event:
-        """The journey's one order: its submit's fields, all of them, sealed with the request's
-        IP, User-Agent and referer (the network wants them; the outbox never sees them clear)."""
+        """The journey's one order: the submit's fields, unfiltered, sealed.
+
+        With them go the request's IP, User-Agent and referer, which networks
+        ask for; the outbox never holds any of it in clear.
+        """
         sealed = sealer.seal(
             {
                 "fields": journey.fields or {},
