@@ -46,6 +46,7 @@ LIFESPAN_FLUSH_TIMEOUT = 2.0
 _META_HEADERS = {
     b"cookie": "HTTP_COOKIE",
     b"user-agent": "HTTP_USER_AGENT",
+    b"referer": "HTTP_REFERER",  # an order sends it the network
     b"content-type": "CONTENT_TYPE",
     b"content-length": "CONTENT_LENGTH",
     b"sec-purpose": "HTTP_SEC_PURPOSE",
@@ -274,6 +275,9 @@ def _meta(scope: Scope) -> Meta:
         "PATH_INFO": path,
         "QUERY_STRING": scope.get("query_string", b"").decode("latin-1"),
     }
+    client = scope.get("client")
+    if client:  # the visitor's address, which an order sends the network
+        meta["REMOTE_ADDR"] = client[0]
     for name, value in scope["headers"]:
         key = _META_HEADERS.get(name)
         if key is None:

@@ -20,8 +20,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-EventKind = Literal["click", "lead", "postback"]
+EventKind = Literal["click", "lead", "postback", "order"]
+# What a tracker takes. An order (the customer's fields, sealed: see sealed.py) goes
+# only to a destination that names it in its kinds (destinations.NetworkOrders).
 EVENT_KINDS: tuple[EventKind, ...] = ("click", "lead", "postback")
+ORDER: EventKind = "order"
 
 logger = logging.getLogger("bangi_landing")
 
@@ -134,7 +137,8 @@ def clean_event(event: Event, *, max_bytes: int = MAX_PAYLOAD_BYTES) -> Event:
     * containers nested deeper than ``MAX_DEPTH`` (8) levels: dropped;
     * a body over ``max_bytes`` (the bundled tracker's 64 KiB): the largest
       fields are dropped until it fits, never those the middleware sets
-      (``campaignId``, ``landingPath``, ``status``, ``payout``).
+      (``campaignId``, ``landingPath``, ``status``, ``payout``); an order, whose
+      one parameter is its sealed fields for the network, is never cut.
 
     Never raises: an event whose parameters cannot even be walked (a mapping
     of the application's own that fails) is logged and goes as it is.
@@ -153,7 +157,8 @@ def _clean(event: Event, max_bytes: int) -> Event:
     # are far below the limit without being encoded.
     bound = cleaner.size_bound + 6 * (len(event.click_id) + len(event.event_id)) + 64
     journey = cleaner.mapping(event.journey, "journey", 1)
-    if bound > max_bytes:
+    # An order's one parameter is its sealed fields, for a network, not the tracker's limit.
+    if bound > max_bytes and event.kind != ORDER:
         params = dict(params)
         _fit(dataclasses.replace(event, params=params), params, max_bytes, cleaner)
     if params is event.params and journey is event.journey:

@@ -232,13 +232,24 @@ class Outbox:
         deadline = None if timeout is None else time.monotonic() + timeout
         self._run(write, durable=True, deadline=deadline)
 
-    def forget_expired(self) -> None:
-        """Drop journeys and delivered eventIds older than a journey's lifetime."""
+    def forget_expired(self, dead_after: Mapping[str, float] | None = None) -> None:
+        """Drop journeys and delivered eventIds older than a journey's lifetime.
+
+        :param dead_after: destination -> seconds: its dead events that happened
+            longer ago are deleted (an order's personal data is kept no longer).
+        """
         now = self.clock()
 
         def forget(db: sqlite3.Connection) -> None:
             db.execute("DELETE FROM delivered WHERE expires_at < ?", (now,))
             db.execute("DELETE FROM journeys WHERE expires_at < ?", (now,))
+            db.executemany(
+                "DELETE FROM outbox WHERE destination = ? AND state = 'dead' AND created_at < ?",
+                [
+                    (destination, now - seconds)
+                    for destination, seconds in (dead_after or {}).items()
+                ],
+            )
 
         self._run(forget)
 

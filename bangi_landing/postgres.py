@@ -274,12 +274,22 @@ class PostgresStore:
             self._away = False
         logger.info("bangi-landing: the outbox %s is reachable again", self.name)
 
-    def forget_expired(self) -> None:
-        """Drop journeys and delivered eventIds older than a journey's lifetime."""
+    def forget_expired(self, dead_after: Mapping[str, float] | None = None) -> None:
+        """Drop journeys and delivered eventIds older than a journey's lifetime.
+
+        :param dead_after: destination -> seconds: its dead events that happened
+            longer ago are deleted (an order's personal data is kept no longer).
+        """
         now = self.clock()
         with self._transaction() as db:
             db.execute("DELETE FROM bangi_delivered WHERE expires_at < %s", (now,))
             db.execute("DELETE FROM bangi_journeys WHERE expires_at < %s", (now,))
+            for destination, seconds in (dead_after or {}).items():
+                db.execute(
+                    "DELETE FROM bangi_outbox"
+                    " WHERE destination = %s AND state = 'dead' AND created_at < %s",
+                    (destination, now - seconds),
+                )
 
     # Delivering them
 

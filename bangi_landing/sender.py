@@ -238,6 +238,12 @@ class BackgroundSender:
         self._failure_logs = {key: ThrottledLog(clock=clock) for key in self._keys}
         self._routes = {destination.key: destination.kinds for destination in self.destinations}
         self._keep_journeys = any(destination.journey_params for destination in self.destinations)
+        # Destinations whose dead events go after a while (orders: the customer's personal data).
+        self._dead_after: dict[str, float] = {
+            d.key: keep
+            for d in self.destinations
+            if (keep := getattr(d, "keep_dead", None)) is not None
+        }
         self._closed = False
         self._start_fresh()
         ref = weakref.ref(self)
@@ -709,7 +715,7 @@ class BackgroundSender:
             if now < self._next_forget:
                 return
             self._next_forget = now + FORGET_INTERVAL
-        self.outbox.forget_expired()  # type: ignore[union-attr]
+        self.outbox.forget_expired(self._dead_after)  # type: ignore[union-attr]
 
     def _report_if_due(self) -> None:
         now = self.clock()

@@ -90,8 +90,12 @@ class Store(Protocol):
             journey's click to be written (by any process) before it is due.
         """
 
-    def forget_expired(self) -> None:
-        """Drop journeys and delivered eventIds older than a journey's lifetime."""
+    def forget_expired(self, dead_after: Mapping[str, float] | None = None) -> None:
+        """Drop journeys and delivered eventIds older than a journey's lifetime.
+
+        :param dead_after: destination -> seconds: its dead events that happened
+            longer ago are deleted (an order's personal data is kept no longer).
+        """
 
     def claim(
         self,
@@ -253,11 +257,20 @@ class MemoryStore:
                         event.created_at + self.journey_lifetime,
                     )
 
-    def forget_expired(self) -> None:
+    def forget_expired(self, dead_after: Mapping[str, float] | None = None) -> None:
         now = self.clock()
         with self._lock:
             self._delivered = {k: t for k, t in self._delivered.items() if t >= now}
             self._journeys = {k: v for k, v in self._journeys.items() if v[1] >= now}
+            limits = dead_after or {}
+            old = [
+                row
+                for row in self._rows.values()
+                if row.dead
+                and row.destination in limits
+                and row.event.created_at < now - limits[row.destination]
+            ]
+            self._delete(old, now)
 
     def claim(
         self,

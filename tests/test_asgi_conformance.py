@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 
 from bangi_landing.asgi import BangiLandingASGI
+from bangi_landing.destinations import NetworkOrders
+from bangi_landing.sealed import Sealer
 
 from .utils import ADDED, Recorder
 
@@ -151,6 +153,32 @@ def test_a_submit_is_read_and_replayed_to_the_app_message_by_message() -> None:
         CLICK_ID,
         {"offer": "1", "withheldFields": ["phone"]},
     )
+
+
+def test_an_order_carries_the_clients_address_user_agent_and_referer() -> None:
+    body = f"sub1={CLICK_ID}&name=Ana&phone=%2B1+555+0100".encode()
+    headers = [
+        (b"content-type", b"application/x-www-form-urlencoded"),
+        (b"user-agent", b"Mobile Safari"),
+        (b"referer", b"https://ads.example/post"),
+    ]
+    orders = NetworkOrders("http://127.0.0.1:9/orders")
+    exchange = Exchange(
+        html_app(b"<p>thanks</p>"),
+        [{"type": "http.request", "body": body}],
+        destinations=[orders],
+    )
+    exchange.run(scope("POST", "/order", headers=headers, client=("203.0.113.7", 50000)))
+    [lead, order] = exchange.recorder.events
+    assert "phone" not in lead.params
+    assert orders.values_for(order) == {"sub1": CLICK_ID}
+    sealed = Sealer("asgi-conformance-secret").open(order.params["sealed"])
+    assert sealed == {
+        "fields": {"sub1": CLICK_ID, "name": "Ana", "phone": "+1 555 0100"},
+        "ip": "203.0.113.7",
+        "userAgent": "Mobile Safari",
+        "referer": "https://ads.example/post",
+    }
 
 
 def test_a_client_that_goes_away_mid_body_reaches_the_app_as_it_went() -> None:

@@ -61,6 +61,7 @@ class Landing:
         *options: str,
         lease: float = 60,
         state: Path | None = None,
+        orders: bool = False,
     ) -> None:
         env = {
             **os.environ,
@@ -68,6 +69,8 @@ class Landing:
             "BANGI_OUTBOX": str(outbox),
             "FAULT_LEASE": str(lease),
         }
+        if orders:  # orders go to the stand-in too, at /orders (see fault_app.py)
+            env["FAULT_ORDERS"] = "1"
         if state is not None:  # a host of its own: its PostgreSQL spool is there
             env["XDG_STATE_HOME"] = str(state)
         command, listening = SERVERS[server]
@@ -136,8 +139,11 @@ def landing(
     *options: str,
     lease: float = 60,
     state: Path | None = None,
+    orders: bool = False,
 ) -> Iterator[Landing]:
-    server = Landing(server_name, outbox, tracker_port, *options, lease=lease, state=state)
+    server = Landing(
+        server_name, outbox, tracker_port, *options, lease=lease, state=state, orders=orders
+    )
     failed = False
     try:
         yield server
@@ -211,6 +217,28 @@ def test_sigkill_with_events_pending_loses_nothing(tmp_path: Path, server_name: 
         assert wait_until(lambda: len(sink.received) >= expected)
         time.sleep(0.5)
         assert_delivered_once(sink, viewed, ordered)
+
+
+@pytest.mark.slow
+def test_sigkill_with_orders_pending_loses_none_and_doubles_none(tmp_path: Path) -> None:
+    port, sink, outbox = free_port(), Sink(), tmp_path / "outbox.sqlite3"
+    with landing("gunicorn", outbox, port, "--workers", "2", orders=True) as server:
+        _, ordered = traffic(server, views=0, orders=20)  # the network is down
+        server.stop(signal.SIGKILL)  # at once: an order is in the outbox before its answer
+    with (
+        live_server(sink, port),
+        landing("gunicorn", outbox, port, "--workers", "2", orders=True) as server,
+    ):
+        requests.get(server.url + "/style.css", timeout=10)  # any request starts the sender
+        assert wait_until(lambda: len(received_orders(sink)) >= len(ordered))
+        time.sleep(0.5)  # anything sent twice would show up by now
+    orders = received_orders(sink)
+    assert sorted(str(r["sub1"]) for r in orders) == sorted(ordered)  # each once
+    assert all((r["offer"], r["name"]) == ("7", "Ann") for r in orders)
+
+
+def received_orders(sink: Sink) -> list[dict[str, object]]:
+    return [r for r in sink.received if r["path"] == "/orders"]
 
 
 @pytest.mark.slow

@@ -149,6 +149,21 @@ def test_pros_click_id_is_kept_for_a_status_days_later_then_forgotten(
     assert store.journeys([first.click_id]) == {}
 
 
+def test_dead_events_of_the_destinations_named_are_deleted_after_their_time(
+    store: Store, clock: Clock
+) -> None:
+    old = Event("click", click(1).click_id, {}, created_at=clock.now - 1)
+    young = Event("click", click(2).click_id, {}, created_at=clock.now)
+    store.add([old, young], [BANGI, OTHER], max_age=DAY)
+    for destination in (BANGI, OTHER):
+        claimed = store.claim(destination, "a", limit=2, until=clock.now + 60)
+        store.finish("a", dead=[(c.id, "refused") for c in claimed])
+    store.add([click(3)], [BANGI], max_age=DAY)  # pending: never deleted for its age
+    clock.now += DAY
+    store.forget_expired({BANGI: DAY})  # old happened more than a day ago; young, just a day
+    assert store.counts() == {BANGI: {"pending": 1, "dead": 1}, OTHER: {"pending": 0, "dead": 2}}
+
+
 # Claims and leases
 
 

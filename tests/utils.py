@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from socketserver import BaseServer
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import parse_qsl
 from wsgiref.simple_server import WSGIRequestHandler
 from wsgiref.simple_server import make_server as wsgiref_make_server
 
@@ -152,16 +153,23 @@ class Sink:
         self.body: bytes | None = None  # None: "{}", or a JSON error from 400 on
         self.delay = 0.0
         self.received: list[dict[str, object]] = []
+        self.request_headers: list[dict[str, str]] = []  # of each request received, lowercase
         self.in_flight = self.most_in_flight = 0  # requests being answered at once
         self._changed = threading.Condition()
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
-        record = json.loads(body) if body else {}
+        if environ.get("CONTENT_TYPE") == "application/x-www-form-urlencoded":  # a network's API
+            record = dict(parse_qsl(body.decode(), keep_blank_values=True))
+        else:
+            record = json.loads(body) if body else {}
         record["path"] = environ["PATH_INFO"]
         record["query"] = environ.get("QUERY_STRING", "")
         with self._changed:
             self.received.append(record)
+            self.request_headers.append(
+                {k[5:].replace("_", "-").lower(): v for k, v in environ.items() if k[:5] == "HTTP_"}
+            )
             self._changed.notify_all()
             status = self.statuses.get(str(record.get("eventId")), self.status)
             headers, delay, answer = list(self.headers), self.delay, self.body

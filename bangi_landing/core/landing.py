@@ -35,8 +35,16 @@ from urllib.parse import parse_qsl
 
 from .. import config
 from ..destinations import BangiTracker, Destination
-from ..events import EVENT_KINDS, JOURNEY_VARIANT, Event, click_event_id, journey_event_id
+from ..events import (
+    EVENT_KINDS,
+    JOURNEY_VARIANT,
+    ORDER,
+    Event,
+    click_event_id,
+    journey_event_id,
+)
 from ..outbox import DEFAULT_OUTBOX
+from ..sealed import Sealer
 from ..sender import BackgroundSender
 from . import privacy
 from .journey import (
@@ -163,8 +171,9 @@ class LandingCore:
         Default: ``BANGI_RELAY_SECRET``; required with a relay path.
     :param relay_statuses: the network's status values mapped to ours
         (``{"approved": "accept"}``); ours and Pro's names are always understood.
-    :param secret_key: signs the journey cookie, at least 16 characters.
-        Default: ``BANGI_SECRET_KEY``.
+    :param secret_key: signs the journey cookie, at least 16 characters, and
+        derives the key that seals orders' personal data in the outbox (see
+        ``sealed.py``). Default: ``BANGI_SECRET_KEY``.
     :param submit_paths: paths whose POST is the order form's submit (a lead).
         ``None`` (the default): a POST is a lead wherever it goes when its form
         or JSON body carries ``field_name`` with a valid clickId, as every form
@@ -277,8 +286,17 @@ class LandingCore:
         )
         tracked = any(isinstance(d, BangiTracker) for d in self.destinations)
         self.campaign_id = config.campaign_id(campaign_id, required=tracked)
+        secret = config.secret_key(secret_key)
+        # Orders carry the customer's fields: sealed when made, opened by their destination.
+        self._sealer: Sealer | None = None
+        for destination in self.destinations:
+            if ORDER in destination.kinds:
+                self._sealer = self._sealer or Sealer(secret)
+                use_sealer = getattr(destination, "use_sealer", None)
+                if use_sealer is not None:
+                    use_sealer(self._sealer)
         self.cookie = JourneyCookie(
-            config.secret_key(secret_key),
+            secret,
             name=cookie_name,
             max_age=cookie_max_age,
             domain=cookie_domain,
@@ -293,7 +311,9 @@ class LandingCore:
         self.link_hosts = tuple(link_hosts)
         self.pages = PageCache(field_name=field_name, link_hosts=self.link_hosts)
         self.responses = ResponseShapes()
-        self._durable_kinds = frozenset(EVENT_KINDS if durable_clicks else ("lead", "postback"))
+        self._durable_kinds = frozenset(
+            (*EVENT_KINDS, ORDER) if durable_clicks else ("lead", "postback", ORDER)
+        )
         self.visitors = VisitorFilter(bot_agents, prefetch=ignore_prefetch)
         # URL parameters kept for the journey, in its cookie, for the destinations that need them
         # (the variant is the journey's own, never the URL's).
@@ -477,6 +497,24 @@ class LandingCore:
         event_id = journey_event_id("lead", journey.click_id)
         return Event("lead", journey.click_id, params, event_id, journey=journey.values())
 
+    def _order(self, meta: Meta, journey: Journey, sealer: Sealer) -> Event:
+        """The journey's one order: the submit's fields, unfiltered, sealed.
+
+        With them go the request's IP, User-Agent and referer, which networks
+        ask for; the outbox never holds any of it in clear.
+        """
+        sealed = sealer.seal(
+            {
+                "fields": journey.fields or {},
+                "ip": meta.get("REMOTE_ADDR"),
+                "userAgent": meta.get("HTTP_USER_AGENT"),
+                "referer": meta.get("HTTP_REFERER"),
+            }
+        )
+        event_id = journey_event_id(ORDER, journey.click_id)
+        params = {"sealed": sealed}
+        return Event(ORDER, journey.click_id, params, event_id, journey=journey.values())
+
     def decide(self, meta: Meta, journey: Journey, code: int, found: Mapping[str, str]) -> Decision:
         """What a response of ``journey`` gets: its events, the cookie, the clickId in its forms.
 
@@ -502,6 +540,8 @@ class LandingCore:
         events: tuple[Event, ...] = ()
         if journey.is_submit and code < 400:
             events = (self._lead(journey),)
+            if self._sealer is not None:
+                events += (self._order(meta, journey, self._sealer),)
         elif journey.source == "new" and method == "GET" and 200 <= code < 300 and page:
             events = (self._click(meta, journey),)
         active = journey.source != "new" or bool(events)

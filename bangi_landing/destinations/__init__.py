@@ -9,6 +9,10 @@ Adding a kind of destination is one module with a class that has:
   (they travel in the journey cookie and reach it as ``event.journey``);
 * ``deliver(event)``, which returns on success and raises
   :class:`DeliveryError` otherwise.
+
+A destination that takes ``order`` events gets their fields sealed (see
+``sealed.py``): the landing calls its ``use_sealer(sealer)`` at start-up so it
+can open them, as :class:`NetworkOrders` does.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from ..events import Event, EventKind
 from .altercpa import AlterCPAPro
 from .bangi import BangiTracker
 from .base import DeliveryError, HttpDestination
+from .orders import NetworkOrders
 from .postback import PostbackTemplates
 
 
@@ -37,5 +42,6 @@ __all__ = [
     "DeliveryError",
     "Destination",
     "HttpDestination",
+    "NetworkOrders",
     "PostbackTemplates",
 ]

@@ -13,6 +13,7 @@ import os
 import ssl
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -92,20 +93,31 @@ class HttpDestination:
         self._local = threading.local()
 
     def request(
-        self, method: str, url: str, *, body: bytes | None = None, content_type: str | None = None
+        self,
+        method: str,
+        url: str,
+        *,
+        body: bytes | None = None,
+        content_type: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> HttpResponse:
         """Send one request; return a 2xx response or raise DeliveryError (naming ``url``)."""
         try:
-            return self._request(method, url, body, content_type)
+            return self._request(method, url, body, content_type, headers)
         except DeliveryError as error:
             error.url = public_url(url)
             raise
 
     def _request(
-        self, method: str, url: str, body: bytes | None, content_type: str | None
+        self,
+        method: str,
+        url: str,
+        body: bytes | None,
+        content_type: str | None,
+        extra: Mapping[str, str] | None,
     ) -> HttpResponse:
         scheme, host, port, target = _split(url)
-        headers = {"User-Agent": _USER_AGENT}
+        headers = {"User-Agent": _USER_AGENT, **(extra or {})}
         if content_type:
             headers["Content-Type"] = content_type
         for fresh in (False, True):
