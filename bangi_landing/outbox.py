@@ -53,7 +53,7 @@ from typing import Any, NamedTuple, TypeVar
 
 from ._sqlite import create_schema, switch_to_wal
 from .events import Event
-from .stores import ORDER_DELAY, Claim, due_at, journey_of, with_journeys
+from .stores import ORDER_DELAY, Claim, SqlReads, due_at, journey_of, with_journeys
 
 __all__ = ["DEFAULT_OUTBOX", "Claim", "Outbox", "OutboxBusy", "Spooled", "state_dir"]
 
@@ -134,7 +134,7 @@ class Spooled(NamedTuple):
     expires_at: float
 
 
-class Outbox:
+class Outbox(SqlReads):
     """Events waiting for delivery, in a SQLite file.
 
     Safe to use from many threads and processes: each thread of each process
@@ -153,6 +153,9 @@ class Outbox:
         once-per-journey eventIds are kept: the journey cookie's lifetime.
     :param clock: wall-clock seconds, shared by all processes (tests pass a fake).
     """
+
+    _table = "outbox"
+    _placeholder = "?"
 
     BUSY_TIMEOUT = 30.0  # another process's transaction: wait rather than fail
     faults: tuple[type[Exception], ...] = (sqlite3.Error, OSError)  # locked, full, read-only
@@ -412,35 +415,6 @@ class Outbox:
 
     # For the operator
 
-    def counts(self) -> dict[str, dict[str, int]]:
-        """Rows per destination and state (``pending``, ``dead``)."""
-        result: dict[str, dict[str, int]] = {}
-        for destination, state, count in self._all(
-            "SELECT destination, state, COUNT(*) FROM outbox GROUP BY destination, state"
-        ):
-            result.setdefault(destination, {"pending": 0, "dead": 0})[state] = count
-        return result
-
-    def depth(self) -> int:
-        """Events waiting to be sent, all destinations."""
-        return int(self._one("SELECT COUNT(*) FROM outbox WHERE state = 'pending'"))
-
-    def oldest_pending(self) -> float | None:
-        return self._one(  # type: ignore[no-any-return]
-            "SELECT MIN(created_at) FROM outbox WHERE state = 'pending'"
-        )
-
-    def dead_errors(self, limit: int = 10) -> list[tuple[str, str, int]]:
-        """The most common reasons events died: ``(destination, error, count)``."""
-        return self._all(
-            "SELECT destination, COALESCE(last_error, ''), COUNT(*) AS n FROM outbox"
-            " WHERE state = 'dead' GROUP BY 1, 2 ORDER BY n DESC LIMIT ?",
-            (limit,),
-        )
-
-    def dead_count(self) -> int:
-        return int(self._one("SELECT COUNT(*) FROM outbox WHERE state = 'dead'"))
-
     def retry_dead(self, *, max_age: float, batch: int = 1000) -> Iterator[int]:
         """Make dead events pending again, with ``max_age`` more to live; yields per batch."""
         yield from self._each_batch(
@@ -491,11 +465,6 @@ class Outbox:
             with _held(None):
                 self._close_connection()
         local.__dict__.clear()
-
-    def _one(self, sql: str, params: Sequence[object] = ()) -> Any:
-        """The first column of the first row of a read."""
-        rows = self._all(sql, params)
-        return rows[0][0] if rows else None
 
     def _all(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
         def read() -> list[Any]:

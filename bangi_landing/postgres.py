@@ -46,7 +46,15 @@ from psycopg.types.json import Jsonb
 from .config import redact
 from .events import Event
 from .outbox import Outbox, Spooled
-from .stores import ORDER_DELAY, RECOVERY_ORDER_DELAY, Claim, due_at, journey_of, with_journeys
+from .stores import (
+    ORDER_DELAY,
+    RECOVERY_ORDER_DELAY,
+    Claim,
+    SqlReads,
+    due_at,
+    journey_of,
+    with_journeys,
+)
 
 __all__ = ["PostgresStore"]
 
@@ -97,7 +105,7 @@ def migrations() -> list[tuple[int, str]]:
     return sorted(found)
 
 
-class PostgresStore:
+class PostgresStore(SqlReads):
     """Events waiting for delivery, in a PostgreSQL database.
 
     :param url: ``postgresql://user:password@host:port/database`` (libpq's
@@ -111,6 +119,9 @@ class PostgresStore:
         the host's processes. ``None``: a write fails while the database is
         away (the sender keeps the events in memory and tries again).
     """
+
+    _table = "bangi_outbox"
+    _placeholder = "%s"
 
     CONNECT_TIMEOUT = 5  # seconds (libpq's connect_timeout, whole seconds, 2 at least)
     # The database unreachable, restarting, a connection lost, a deadlock or a timeout,
@@ -426,37 +437,6 @@ class PostgresStore:
 
     # For the operator
 
-    def counts(self) -> dict[str, dict[str, int]]:
-        """Rows per destination and state (``pending``, ``dead``)."""
-        result: dict[str, dict[str, int]] = {}
-        for destination, state, count in self._all(
-            "SELECT destination, state, COUNT(*) FROM bangi_outbox GROUP BY destination, state"
-        ):
-            result.setdefault(destination, {"pending": 0, "dead": 0})[state] = count
-        return result
-
-    def depth(self) -> int:
-        """Events waiting to be sent, all destinations."""
-        return int(self._one("SELECT COUNT(*) FROM bangi_outbox WHERE state = 'pending'"))
-
-    def oldest_pending(self) -> float | None:
-        """When the oldest pending event was created."""
-        return self._one(  # type: ignore[no-any-return]
-            "SELECT MIN(created_at) FROM bangi_outbox WHERE state = 'pending'"
-        )
-
-    def dead_errors(self, limit: int = 10) -> list[tuple[str, str, int]]:
-        """The most common reasons events died: ``(destination, error, count)``."""
-        return self._all(
-            "SELECT destination, COALESCE(last_error, ''), COUNT(*) AS n FROM bangi_outbox"
-            " WHERE state = 'dead' GROUP BY 1, 2 ORDER BY n DESC LIMIT %s",
-            (limit,),
-        )
-
-    def dead_count(self) -> int:
-        """Dead events, all destinations."""
-        return int(self._one("SELECT COUNT(*) FROM bangi_outbox WHERE state = 'dead'"))
-
     def retry_dead(self, *, max_age: float, batch: int = 1000) -> Iterator[int]:
         """Make dead events pending again, with ``max_age`` more to live; yields per batch."""
         yield from self._each_batch(
@@ -502,11 +482,6 @@ class PostgresStore:
         if holder is not None:
             holder.close()
         self._local.__dict__.clear()
-
-    def _one(self, sql: str, params: Sequence[object] = ()) -> Any:
-        """The first column of the first row of a read."""
-        rows = self._all(sql, params)
-        return rows[0][0] if rows else None
 
     def _all(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
         # One statement on an autocommit connection is a transaction of its own:

@@ -33,7 +33,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import Any, Protocol
 
 from .events import Event
 
@@ -181,6 +181,54 @@ def with_journeys(claims: list[Claim], known: Mapping[str, Mapping[str, str]]) -
         else c
         for c in claims
     ]
+
+
+class SqlReads:
+    """What an operator reads of a SQL store (``bangi-landing outbox status``): the same
+    queries on SQLite and PostgreSQL but for the table's name and the placeholder."""
+
+    _table: str  # a constant of the store's own, never input: safe in the SQL below
+    _placeholder: str  # "?" (sqlite3) or "%s" (psycopg)
+
+    def _all(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
+        raise NotImplementedError
+
+    def _one(self, sql: str, params: Sequence[object] = ()) -> Any:
+        """The first column of the first row of a read."""
+        rows = self._all(sql, params)
+        return rows[0][0] if rows else None
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Rows per destination and state (``pending``, ``dead``)."""
+        result: dict[str, dict[str, int]] = {}
+        for destination, state, count in self._all(
+            f"SELECT destination, state, COUNT(*) FROM {self._table}"  # noqa: S608
+            " GROUP BY destination, state"
+        ):
+            result.setdefault(destination, {"pending": 0, "dead": 0})[state] = count
+        return result
+
+    def depth(self) -> int:
+        """Events waiting to be sent, all destinations."""
+        return int(self._one(f"SELECT COUNT(*) FROM {self._table} WHERE state = 'pending'"))  # noqa: S608
+
+    def oldest_pending(self) -> float | None:
+        """When the oldest pending event was created."""
+        return self._one(  # type: ignore[no-any-return]
+            f"SELECT MIN(created_at) FROM {self._table} WHERE state = 'pending'"  # noqa: S608
+        )
+
+    def dead_errors(self, limit: int = 10) -> list[tuple[str, str, int]]:
+        """The most common reasons events died: ``(destination, error, count)``."""
+        return self._all(
+            f"SELECT destination, COALESCE(last_error, ''), COUNT(*) AS n FROM {self._table}"  # noqa: S608
+            f" WHERE state = 'dead' GROUP BY 1, 2 ORDER BY n DESC LIMIT {self._placeholder}",
+            (limit,),
+        )
+
+    def dead_count(self) -> int:
+        """Dead events, all destinations."""
+        return int(self._one(f"SELECT COUNT(*) FROM {self._table} WHERE state = 'dead'"))  # noqa: S608
 
 
 @dataclass
