@@ -1,0 +1,227 @@
+"""A lean HTTP/1.1 client for delivery: one kept-alive connection, one request at a time.
+
+Why not ``http.client``: delivery runs in the landing's own processes, beside
+the pages, and per event ``http.client`` spent about 100 µs of Python on
+building the request and, mostly, on parsing the answer's headers with the
+``email`` package (a profile under load: ``bench/bench_load.py``). A
+delivery needs much less of HTTP: a request whose head is prepared once per
+URL, and an answer's status, its few headers that matter and a short body.
+This module does that and no more, in a few dozen lines per part, and still
+honours what a server may answer: ``1xx`` interim answers (skipped), a body
+sized by ``Content-Length``, chunked or delimited by the connection's close,
+``Connection: close`` and HTTP/1.0 (the connection is not reused), and a body
+too large (read up to the limit, then the connection is dropped).
+
+A :class:`Connection` belongs to one thread. Errors are ``OSError``
+(``TimeoutError`` included) or :class:`ProtocolError`; the caller decides what
+they mean for the event.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+MAX_HEAD = 64 * 1024  # status line and headers, at most
+_NO_BODY = frozenset({204, 304})
+
+
+class ProtocolError(Exception):
+    """The server's answer is not HTTP/1.x as this client reads it."""
+
+
+@dataclass(frozen=True)
+class Response:
+    """An answer: its status, headers (names in lower case) and body (at most the limit read)."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@lru_cache(maxsize=256)
+def request_head(
+    method: str, host: str, target: str, headers: tuple[tuple[str, str], ...]
+) -> bytes:
+    """The request line and headers, without ``Content-Length``: the same for every event.
+
+    A name or value that would end a line early (CR, LF) is a ``ValueError``:
+    a header from the configuration must not smuggle in another.
+    """
+    parts = [method, host, target, *(part for header in headers for part in header)]
+    if any("\r" in part or "\n" in part for part in parts):
+        raise ValueError("a header or the URL holds a line break")
+    lines = [f"{method} {target} HTTP/1.1", f"Host: {host}"]
+    lines += [f"{name}: {value}" for name, value in headers]
+    return ("\r\n".join(lines) + "\r\n").encode("latin-1")
+
+
+class Connection:
+    """One kept-alive connection to ``host``:``port`` (TLS with ``context``).
+
+    :param connect_timeout: seconds to connect (and to finish the TLS handshake).
+    :param read_timeout: seconds to wait, at most, for each part of an answer.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        connect_timeout: float,
+        read_timeout: float,
+        context: ssl.SSLContext | None = None,
+    ) -> None:
+        sock = socket.create_connection((host, port), timeout=connect_timeout)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if context is not None:
+                sock = context.wrap_socket(sock, server_hostname=host)
+            sock.settimeout(read_timeout)
+        except BaseException:
+            sock.close()
+            raise
+        self.sock: socket.socket | None = sock
+        self.exchanges = 0  # answers read: once kept idle, the server may have closed it
+        self._buffer = b""  # bytes read past the last answer (a server's stray bytes)
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+    def exchange(self, head: bytes, body: bytes | None, *, limit: int) -> Response:
+        """Send one request (``head`` from :func:`request_head`) and read its answer.
+
+        :param limit: body bytes kept at most; past it the connection is closed.
+        """
+        sock = self.sock
+        if sock is None:
+            raise ConnectionError("the connection is closed")
+        if body is None:
+            sock.sendall(head + b"\r\n")
+        else:  # one write: a head and a body sent apart would meet Nagle and delayed ACKs
+            sock.sendall(b"%sContent-Length: %d\r\n\r\n%s" % (head, len(body), body))
+        status, headers, version = self._read_head()
+        while 100 <= status < 200:  # interim answers (100 Continue, 103 Early Hints): skip
+            status, headers, version = self._read_head()
+        keep = _keeps_alive(version, headers)
+        if status in _NO_BODY or head.startswith(b"HEAD "):
+            data = b""
+        elif "chunked" in headers.get("transfer-encoding", "").lower():
+            data = self._read_chunked(limit)
+        elif (length := headers.get("content-length")) is not None:
+            size = _content_length(length)
+            data = self._read_exactly(min(size, limit))
+            keep = keep and size <= limit
+        else:  # the body ends when the server closes the connection
+            data = self._read_to_close(limit)
+            keep = False
+        if len(data) >= limit:
+            keep = False
+        if not keep:
+            self.close()
+        self.exchanges += 1
+        return Response(status, headers, data[:limit])
+
+    # Reading
+
+    def _receive(self) -> bytes:
+        assert self.sock is not None
+        data = self.sock.recv(65536)
+        if not data:
+            raise ConnectionResetError("the server closed the connection")
+        return data
+
+    def _read_head(self) -> tuple[int, dict[str, str], str]:
+        """Status, headers and HTTP version of the next answer."""
+        buffer = self._buffer
+        while (end := buffer.find(b"\r\n\r\n")) < 0:
+            if len(buffer) > MAX_HEAD:
+                raise ProtocolError("the answer's headers are too long")
+            buffer += self._receive()
+        self._buffer = buffer[end + 4 :]
+        status_line, *lines = buffer[:end].decode("latin-1").split("\r\n")
+        version, _, rest = status_line.partition(" ")
+        code = rest[:3]
+        if not version.startswith("HTTP/1.") or not code.isdigit() or len(code) != 3:
+            raise ProtocolError(f"not an HTTP/1.x status line: {status_line[:40]!r}")
+        headers: dict[str, str] = {}
+        for line in lines:
+            name, colon, value = line.partition(":")
+            if not colon:
+                raise ProtocolError("a header line without a colon")
+            name = name.strip().lower()
+            value = value.strip()
+            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        return int(code), headers, version
+
+    def _read_exactly(self, size: int) -> bytes:
+        buffer = self._buffer
+        while len(buffer) < size:
+            buffer += self._receive()
+        self._buffer = buffer[size:]
+        return buffer[:size]
+
+    def _read_line(self) -> bytes:
+        buffer = self._buffer
+        while (end := buffer.find(b"\r\n")) < 0:
+            if len(buffer) > MAX_HEAD:
+                raise ProtocolError("a chunk's size line is too long")
+            buffer += self._receive()
+        self._buffer = buffer[end + 2 :]
+        return buffer[:end]
+
+    def _read_chunked(self, limit: int) -> bytes:
+        parts: list[bytes] = []
+        kept = 0
+        while True:
+            size_text = self._read_line().split(b";", 1)[0].strip()
+            try:
+                size = int(size_text, 16)
+            except ValueError:
+                raise ProtocolError("a chunk size that is not a number") from None
+            if size == 0:
+                while self._read_line():  # trailers, up to the empty line
+                    pass
+                return b"".join(parts)
+            if kept + size > limit:
+                parts.append(self._read_exactly(limit - kept))
+                return b"".join(parts)  # the rest is not read: the caller closes
+            parts.append(self._read_exactly(size))
+            kept += size
+            if self._read_exactly(2) != b"\r\n":
+                raise ProtocolError("a chunk not followed by CRLF")
+
+    def _read_to_close(self, limit: int) -> bytes:
+        assert self.sock is not None
+        parts = [self._buffer]
+        kept = len(self._buffer)
+        self._buffer = b""
+        while kept < limit and (data := self.sock.recv(65536)):
+            parts.append(data)
+            kept += len(data)
+        return b"".join(parts)
+
+
+def _keeps_alive(version: str, headers: Mapping[str, str]) -> bool:
+    tokens = {token.strip() for token in headers.get("connection", "").lower().split(",")}
+    if version == "HTTP/1.0":
+        return "keep-alive" in tokens
+    return "close" not in tokens
+
+
+def _content_length(value: str) -> int:
+    # Repeated identical values ("12, 12") are one length (RFC 9110, 8.6).
+    values = {part.strip() for part in value.split(",")}
+    if len(values) != 1 or not (text := values.pop()).isdigit():
+        raise ProtocolError(f"an invalid Content-Length: {value[:40]!r}")
+    return int(text)
