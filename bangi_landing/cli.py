@@ -155,6 +155,9 @@ def tracker(
 
 
 DEMO_RELAY_PATH = "/bangi/postback"
+# What the demo's fake network gets with each order: the form's fields, the offer, the
+# headline variant as sub2 (the clickId goes as sub1).
+DEMO_ORDER_FIELDS = {"offer_id": "1001", "name": "{name}", "phone": "{phone}", "sub2": "{variant}"}
 
 
 @main.command()
@@ -175,9 +178,11 @@ def demo(host: str, port: int, tracker_port: int, db: Path, outbox: Path) -> Non
     """Run the demo landing, wrapped in bangi-landing, and the bundled tracker.
 
     Open the landing, order something, then watch the click and the lead in the
-    tracker's report. The fake CPA network at /network sends its postbacks to
-    the landing's relay, which passes each status on to the tracker and to the
-    fake AlterCPA Pro (open the landing with ``?click=...`` for Pro to see it).
+    tracker's report. The middleware forwards the order to the fake CPA network
+    at /network (its buttons make it fail, to watch the order wait and arrive
+    once); the network sends its postbacks to the landing's relay, which passes
+    each status on to the tracker and to the fake AlterCPA Pro (open the landing
+    with ``?click=...`` for Pro to see it).
     """
     from demo_site import create_app as create_landing
 
@@ -203,7 +208,7 @@ def demo(host: str, port: int, tracker_port: int, db: Path, outbox: Path) -> Non
     try:
         # Both request logs go to one terminal: each line says which server wrote it.
         tracker_site = Site.bind("Tracker", tracker_app, host, tracker_port, log_as="tracker")
-        landing = create_landing(network_url=f"{tracker_site.url}/network/orders")
+        landing = create_landing()
         landing_site = Site.bind("Landing", landing, host, port, log_as="landing")
         # The network posts back to the landing's relay, which passes each status on.
         tracker_app.config[network.POSTBACK_URL] = (
@@ -223,6 +228,11 @@ def demo(host: str, port: int, tracker_port: int, db: Path, outbox: Path) -> Non
             relay_statuses={"approved": "accept", "pending": "expect", "rejected": "reject"},
             # Two headlines, half the visitors each: the report compares them.
             variants={"a": 50, "b": 50},
+            # Each accepted order goes to the fake network, durably, as to a real one.
+            order_url=f"{tracker_site.url}/network/orders",
+            order_fields=DEMO_ORDER_FIELDS,
+            order_success=("status", "ok"),
+            order_id_field="id",
             outbox=outbox,
         )
         serve([landing_site, tracker_site], echo=click.echo)
