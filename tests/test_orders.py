@@ -27,6 +27,7 @@ from bangi_landing.retry import RetryPolicy
 from bangi_landing.sealed import Sealer
 from bangi_landing.sender import FORGET_INTERVAL, BackgroundSender
 from bangi_landing.stores import ORDER_DELAY
+from bangi_landing.tracker import network
 
 from .conftest import SECRET, Tracker, serve_landing
 from .landing import landing_app
@@ -411,3 +412,25 @@ def test_outbox_status_judges_orders_only_when_told_the_order_url(tmp_path: Path
     assert f"{made_in_code}: 1 pending, 0 dead  [not used by" in status(elsewhere)
     here = {**tracker, "BANGI_ORDER_URL": "http://127.0.0.1:7/orders?t={env:TOKEN}"}
     assert "not used" not in status(here)  # its key needs no token
+
+
+def test_a_network_that_hangs_holds_no_submit_and_its_retries_are_one_order(
+    tracker: Tracker, tmp_path: Path
+) -> None:
+    # The bundled fake network takes each order, then answers after the sender gave up.
+    tracker.app.config.update({network.FAILURE: "timeout", network.STALL: 3.0})
+    options: dict[str, Any] = {"timeout": (1.0, 1.0), "success": ("status", "ok")}
+    with order_landing(tmp_path, f"{tracker.url}/network", **options) as landing:
+        submitted = []
+        for _ in range(4):
+            started = time.monotonic()
+            click_id, response = landing.submit()
+            # Generous: far below the network's 3 s, which a submit never waits for.
+            assert response.status_code == 200 and time.monotonic() - started < 1.0
+            submitted.append(click_id)
+        eventually(lambda: tracker.store.count_network_orders() == 4, timeout=10)
+        tracker.app.config[network.FAILURE] = "ok"  # back: the retries get their answers
+        assert landing.sender.flush(30)
+        assert landing.outbox.counts() == {}
+    orders = tracker.store.network_orders()
+    assert sorted(order["clickId"] for order in orders) == sorted(submitted)  # each once
