@@ -6,7 +6,7 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -434,3 +434,28 @@ def test_a_network_that_hangs_holds_no_submit_and_its_retries_are_one_order(
         assert landing.outbox.counts() == {}
     orders = tracker.store.network_orders()
     assert sorted(order["clickId"] for order in orders) == sorted(submitted)  # each once
+
+
+class CountingOutbox(Outbox):
+    """The SQLite outbox, noting the kinds of each write's events."""
+
+    writes: list[list[str]]
+
+    def add(self, events: Sequence[Event], *args: Any, **kwargs: Any) -> None:
+        self.writes.append([event.kind for event in events])
+        super().add(events, *args, **kwargs)
+
+
+def test_a_submits_lead_and_order_are_one_write(tmp_path: Path) -> None:
+    outbox = CountingOutbox(tmp_path / "outbox.sqlite3")
+    outbox.writes = []
+    orders = NetworkOrders("http://127.0.0.1:9/orders", fields=OFFER)
+    sender = BackgroundSender([orders, BangiTracker("http://127.0.0.1:9")], outbox=outbox)
+    middleware = BangiLanding(
+        landing_app, destinations=[orders], campaign_id=1, secret_key=SECRET, sender=sender
+    )
+    with live_server(middleware) as url:
+        OrderLanding(url, outbox, sender).submit()
+        durable = [kinds for kinds in outbox.writes if "click" not in kinds]
+    sender.close(0)
+    assert durable == [["lead", "order"]]  # one transaction, one sync to disk

@@ -625,8 +625,26 @@ class LandingCore:
             close(timeout)
 
     def report_all(self, events: Iterable[Event]) -> None:
+        """Hand one response's events to the sender; never raises.
+
+        Its durable ones (a lead and its order) go to the outbox in one write,
+        one sync to disk, when the sender can (``submit_all``).
+        """
+        durable = []
         for event in events:
-            self.report(event)
+            if event.kind in self._durable_kinds:
+                durable.append(event)
+            else:
+                self.report(event)
+        submit_all = getattr(self.sender, "submit_all", None)
+        if submit_all is None or len(durable) < 2:
+            for event in durable:
+                self.report(event)
+            return
+        try:
+            submit_all(durable, durable=True)
+        except Exception:
+            logger.exception("bangi-landing: could not queue %d events", len(durable))
 
     def is_durable(self, event: Event) -> bool:
         """Whether reporting ``event`` writes it to the outbox before returning."""
