@@ -14,7 +14,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from typing import Any
 import click
 
 from . import __version__, config
+from .destinations.orders import orders_key
 from .outbox import Outbox, state_dir
 from .retry import RetryPolicy
 from .serving import Site, serve, stop_signal
@@ -154,6 +155,9 @@ def tracker(
 
 
 DEMO_RELAY_PATH = "/bangi/postback"
+# What the demo's fake network gets with each order: the form's fields, the offer, the
+# headline variant as sub2 (the clickId goes as sub1).
+DEMO_ORDER_FIELDS = {"offer_id": "1001", "name": "{name}", "phone": "{phone}", "sub2": "{variant}"}
 
 
 @main.command()
@@ -174,9 +178,11 @@ def demo(host: str, port: int, tracker_port: int, db: Path, outbox: Path) -> Non
     """Run the demo landing, wrapped in bangi-landing, and the bundled tracker.
 
     Open the landing, order something, then watch the click and the lead in the
-    tracker's report. The fake CPA network at /network sends its postbacks to
-    the landing's relay, which passes each status on to the tracker and to the
-    fake AlterCPA Pro (open the landing with ``?click=...`` for Pro to see it).
+    tracker's report. The middleware forwards the order to the fake CPA network
+    at /network (its buttons make it fail, to watch the order wait and arrive
+    once); the network sends its postbacks to the landing's relay, which passes
+    each status on to the tracker and to the fake AlterCPA Pro (open the landing
+    with ``?click=...`` for Pro to see it).
     """
     from demo_site import create_app as create_landing
 
@@ -202,7 +208,7 @@ def demo(host: str, port: int, tracker_port: int, db: Path, outbox: Path) -> Non
     try:
         # Both request logs go to one terminal: each line says which server wrote it.
         tracker_site = Site.bind("Tracker", tracker_app, host, tracker_port, log_as="tracker")
-        landing = create_landing(network_url=f"{tracker_site.url}/network/orders")
+        landing = create_landing()
         landing_site = Site.bind("Landing", landing, host, port, log_as="landing")
         # The network posts back to the landing's relay, which passes each status on.
         tracker_app.config[network.POSTBACK_URL] = (
@@ -222,6 +228,11 @@ def demo(host: str, port: int, tracker_port: int, db: Path, outbox: Path) -> Non
             relay_statuses={"approved": "accept", "pending": "expect", "rejected": "reject"},
             # Two headlines, half the visitors each: the report compares them.
             variants={"a": 50, "b": 50},
+            # Each accepted order goes to the fake network, durably, as to a real one.
+            order_url=f"{tracker_site.url}/network/orders",
+            order_fields=DEMO_ORDER_FIELDS,
+            order_success=("status", "ok"),
+            order_id_field="id",
             outbox=outbox,
         )
         serve([landing_site, tracker_site], echo=click.echo)
@@ -367,6 +378,12 @@ _where = (
         help="The landing's AlterCPA Pro. Default: $BANGI_ALTERCPA_URL.",
     ),
     click.option(
+        "--order-url",
+        envvar="BANGI_ORDER_URL",
+        metavar="URL",
+        help="The CPA network the landing forwards orders to. Default: $BANGI_ORDER_URL.",
+    ),
+    click.option(
         "--campaign-id",
         envvar="BANGI_CAMPAIGN_ID",
         type=click.IntRange(min=1),
@@ -382,6 +399,17 @@ class _Target:
     path: Path | str  # a SQLite file, or a PostgreSQL database's URL
     configured: Path | str | None  # the outbox of the configuration given, if any
     in_use: frozenset[str] | None  # the destination keys it uses; None: none given
+    # The kinds of destination the options describe (bangi, altercpa, orders): a key of
+    # another kind (a NetworkOrders or PostbackTemplates made in code) may well be in use.
+    judged: frozenset[str] = frozenset()
+
+    def unused(self, keys: Iterable[str]) -> list[str]:
+        """The ``keys`` that the configuration given is known not to use."""
+        if self.in_use is None:
+            return []
+        return sorted(
+            key for key in set(keys) - self.in_use if key.partition(" ")[0] in self.judged
+        )
 
     @property
     def shown(self) -> str:
@@ -416,6 +444,7 @@ def _with_target(
     def located(
         tracker_url: str | None,
         altercpa_url: str | None,
+        order_url: str | None,
         campaign_id: int | None,
         path: str | None = None,
         **options: Any,
@@ -432,17 +461,20 @@ def _with_target(
             )
         except config.ConfigurationError as error:
             raise click.UsageError(str(error)) from None
+        # An order URL's key is its host and path: no {env:...} token need be set for it.
+        keys = [d.key for d in destinations] + ([orders_key(order_url)] if order_url else [])
         configured: Path | str | None = None
         if config.is_database_url(env := os.environ.get("BANGI_OUTBOX") or ""):
             configured = env
-        elif destinations or env:
-            configured = config.outbox_path(destinations, campaign_id)
+        elif keys or env:
+            configured = config.outbox_path(keys, campaign_id)
         if path is None:
             where = configured or _only_outbox()
         else:
             where = path if config.is_database_url(path) else Path(path)
-        in_use = frozenset(d.key for d in destinations) if destinations else None
-        command(_Target(where, configured, in_use), **options)
+        in_use = frozenset(keys) if keys else None
+        judged = frozenset(key.partition(" ")[0] for key in keys) | {"bangi", "altercpa"}
+        command(_Target(where, configured, in_use, judged), **options)
 
     for option in reversed(declarations):
         located = option(located)
@@ -503,14 +535,16 @@ def status(target: _Target) -> None:
 
     Destinations that the configuration given does not use are marked: no
     landing configured so sends their events, and ``bangi-landing outbox purge``
-    removes them.
+    removes them. Only kinds the options describe are judged: orders only
+    with ``--order-url``, and never postback templates, as they may be defined
+    in code.
     """
     box = target.open()
     click.echo(f"Outbox: {target.shown}")
     counts = box.counts()
     if not counts:
         click.echo("Nothing waits here: no pending or dead events.")
-    unused = sorted(set(counts) - target.in_use) if target.in_use is not None else []
+    unused = target.unused(counts)
     for destination, states in sorted(counts.items()):
         mark = "  [not used by this configuration]" if destination in unused else ""
         click.echo(f"  {destination}: {states['pending']} pending, {states['dead']} dead{mark}")
@@ -528,8 +562,8 @@ def status(target: _Target) -> None:
         )
     elif target.in_use is None and counts:
         click.echo(
-            "Set BANGI_TRACKER_URL, BANGI_ALTERCPA_URL (or --tracker-url, --altercpa-url)"
-            " to mark the destinations your landing does not use."
+            "Set BANGI_TRACKER_URL, BANGI_ALTERCPA_URL, BANGI_ORDER_URL (or --tracker-url,"
+            " --altercpa-url, --order-url) to mark the destinations your landing does not use."
         )
 
 

@@ -6,14 +6,15 @@ import hashlib
 import json
 import os
 import sqlite3
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .core.variants import Variants
 from .core.visitors import BOT_AGENTS
-from .destinations import AlterCPAPro, BangiTracker, PostbackTemplates
+from .destinations import AlterCPAPro, BangiTracker, NetworkOrders, PostbackTemplates
+from .destinations.orders import DEAD_ORDER_RETENTION
 from .outbox import DEFAULT_OUTBOX, Outbox, state_dir
 
 if TYPE_CHECKING:
@@ -97,6 +98,62 @@ def destinations(
     return found
 
 
+def network_orders(
+    *,
+    url: str | None,
+    method: str | None,
+    body: str | None,
+    fields: Mapping[str, Any] | None,
+    headers: Mapping[str, str] | None,
+    success: Sequence[Any] | None,
+    order_id: str | None,
+    keep_dead: float | None,
+) -> NetworkOrders | None:
+    """The order destination of the flat ``order_*`` options (``BANGI_ORDER_*``); no URL, none.
+
+    Each option falls back to its environment variable. An option set without
+    ``order_url`` fails, as it would otherwise do nothing.
+    """
+    given = {
+        "order_method": option("order_method", method),
+        "order_body": option("order_body", body),
+        "order_fields": option("order_fields", fields),
+        "order_headers": option("order_headers", headers),
+        "order_success": option("order_success", success),
+        "order_id_field": option("order_id_field", order_id),
+        "order_keep_dead": option("order_keep_dead", keep_dead),
+    }
+    url = option("order_url", url)
+    if not url:
+        if stray := [name for name, value in given.items() if value is not None]:
+            raise ConfigurationError(
+                f"{stray[0]} ({_BY_OPTION[stray[0]][0]}) is set but order_url"
+                " (BANGI_ORDER_URL) is not: pass order_url=... or set BANGI_ORDER_URL"
+            )
+        return None
+    wanted = given["order_success"]
+    if wanted is not None and (isinstance(wanted, str) or len(wanted) != 2):
+        raise ConfigurationError(
+            'order_success (BANGI_ORDER_SUCCESS) must be a field and its value: ("status", "ok"),'
+            ' or "status:ok" as text'
+        )
+    fields_given = given["order_fields"]
+    if fields_given is not None and not isinstance(fields_given, Mapping):
+        raise ConfigurationError("order_fields (BANGI_ORDER_FIELDS) must be a mapping")
+    return NetworkOrders(
+        str(url),
+        method=str(given["order_method"] or "POST").upper(),  # type: ignore[arg-type]
+        body=str(given["order_body"] or "form").lower(),  # type: ignore[arg-type]
+        fields=fields_given,
+        headers=given["order_headers"],
+        success=None if wanted is None else (str(wanted[0]), wanted[1]),
+        order_id=given["order_id_field"],
+        keep_dead=DEAD_ORDER_RETENTION
+        if given["order_keep_dead"] is None
+        else float(given["order_keep_dead"]),
+    )
+
+
 def relay(path: str | None, secret: str | None) -> tuple[str | None, str]:
     """The postback relay's path and secret; no path, no relay."""
     path = _optional(path, "BANGI_RELAY_PATH")
@@ -137,11 +194,11 @@ def secret_key(value: str | None) -> str:
     return key
 
 
-def outbox_path(destinations: Iterable[Destination] = (), campaign_id: int | None = None) -> Path:
+def outbox_path(keys: Iterable[str] = (), campaign_id: int | None = None) -> Path:
     """``$BANGI_OUTBOX``, else this landing's own file in ``outbox.state_dir()``.
 
     The file is ``outbox-<hash>.sqlite3``, the hash (12 hex digits) of the
-    destinations' keys (their kind and address, never a secret) and the
+    destinations' ``keys`` (their kind and address, never a secret) and the
     campaign id: the worker processes of a landing share it, another landing
     of the same user (another tracker, another campaign) has its own, and a
     landing started again with the same settings finds its events again.
@@ -149,8 +206,9 @@ def outbox_path(destinations: Iterable[Destination] = (), campaign_id: int | Non
     """
     if env := os.environ.get("BANGI_OUTBOX"):
         return Path(env)
-    keys = sorted({destination.key for destination in destinations})
-    digest = hashlib.blake2b("\n".join([*keys, f"campaign {campaign_id}"]).encode(), digest_size=6)
+    digest = hashlib.blake2b(
+        "\n".join([*sorted(set(keys)), f"campaign {campaign_id}"]).encode(), digest_size=6
+    )
     return state_dir() / f"outbox-{digest.hexdigest()}.sqlite3"
 
 
@@ -170,7 +228,8 @@ def outbox(
     if value is None:
         return None
     if value is DEFAULT_OUTBOX:
-        value = os.environ.get("BANGI_OUTBOX") or outbox_path(destinations, campaign_id)
+        keys = (destination.key for destination in destinations)
+        value = os.environ.get("BANGI_OUTBOX") or outbox_path(keys, campaign_id)
     if is_database_url(value):
         return postgres_store(str(value), journey_lifetime=journey_lifetime)
     path = Path(value)
@@ -277,6 +336,28 @@ def _text_mapping(value: str) -> dict[str, str]:
     return {key.strip(): item.strip() for key, _, item in pairs}
 
 
+def _text_fields(value: str) -> dict[str, Any]:
+    """A JSON object (a constant may be any JSON value), or ``"offer_id:42, name:{name}"``."""
+    if value.lstrip().startswith("{"):
+        data = json.loads(value)
+        if not isinstance(data, dict):
+            raise ValueError("must be a JSON object")
+        return data
+    return _text_mapping(value)
+
+
+def _text_success(value: str) -> tuple[str, Any]:
+    """``"status:ok"``: a JSON field and its value; a value that reads as JSON (``true``,
+    ``0``) is that JSON value, any other is text."""
+    field, sep, wanted = value.partition(":")
+    if not sep or not field.strip():
+        raise ValueError('must be "field:value", such as "status:ok"')
+    try:
+        return field.strip(), json.loads(wanted)
+    except ValueError:
+        return field.strip(), wanted.strip()
+
+
 def _text_weights(value: str) -> dict[str, float]:
     """``"a:50, b:30, c:20"`` (split at each first colon), or a JSON object of numbers."""
     if value.lstrip().startswith("{"):
@@ -331,6 +412,14 @@ SETTINGS: dict[str, Setting] = {
     "BANGI_VARIANTS": Setting("variants", None, _text_weights),
     "BANGI_VARIANT_PARAM": Setting("variant_param", "variant", _text),
     "BANGI_LANDER_PARAM": Setting("lander_param", "lander", _text),
+    "BANGI_ORDER_URL": Setting("order_url", None, _text),
+    "BANGI_ORDER_METHOD": Setting("order_method", None, _text),
+    "BANGI_ORDER_BODY": Setting("order_body", None, _text),
+    "BANGI_ORDER_FIELDS": Setting("order_fields", None, _text_fields),
+    "BANGI_ORDER_HEADERS": Setting("order_headers", None, _text_mapping),
+    "BANGI_ORDER_SUCCESS": Setting("order_success", None, _text_success),
+    "BANGI_ORDER_ID_FIELD": Setting("order_id_field", None, _text),
+    "BANGI_ORDER_KEEP_DEAD": Setting("order_keep_dead", None, _text_int),
 }
 _BY_OPTION = {setting.option: (name, setting) for name, setting in SETTINGS.items()}
 # What a setting given as a value, not text, may be (a TOML file's integer, list or table).
@@ -341,6 +430,8 @@ _VALUE_TYPES: dict[Callable[[str], Any], tuple[type, ...]] = {
     _text_bool: (bool,),
     _text_mapping: (dict,),
     _text_weights: (dict,),
+    _text_fields: (dict,),
+    _text_success: (list, tuple),
 }
 _LISTS = frozenset(s.option for s in SETTINGS.values() if s.from_text is _text_list)
 

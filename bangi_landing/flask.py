@@ -25,7 +25,9 @@ Configuration keys (each falls back as noted when unset):
 ``BANGI_POSTBACK_TEMPLATES`` (``None``), ``BANGI_RELAY_STATUSES`` (``None``),
 ``BANGI_BOT_AGENTS`` (``visitors.BOT_AGENTS``), ``BANGI_IGNORE_PREFETCH`` (``True``),
 ``BANGI_VARIANTS`` (``None``: ``"a:50, b:50"`` or a dict), ``BANGI_VARIANT_PARAM``
-(``"variant"``), ``BANGI_LANDER_PARAM`` (``"lander"``)
+(``"variant"``), ``BANGI_LANDER_PARAM`` (``"lander"``), ``BANGI_ORDER_URL`` and the
+other ``BANGI_ORDER_*`` (``None``: no orders forwarded; ``BANGI_ORDER_FIELDS`` is
+``"offer_id:42, name:{name}"`` or a dict)
     the :class:`~bangi_landing.BangiLanding` options of the same names; unset, the
     environment variables, then the options' defaults. A list setting given as a
     string is comma-separated: ``"/order, /checkout"``.

@@ -291,31 +291,42 @@ class BackgroundSender:
         holds, it is cleaned (``events.clean_event``) before it is stored or
         sent: a queued one by the thread that takes it.
         """
+        return self.submit_all((event,), durable=durable)
+
+    def submit_all(self, events: Sequence[Event], *, durable: bool = False) -> bool:
+        """:meth:`submit` for the events of one response, durable ones in one transaction.
+
+        A submit's lead and order are one write (one sync to disk), not two.
+        False when any of them was lost.
+        """
         try:
             self.start()
             if not durable or self.outbox is None:
-                if self._pending.add(event):
+                events = [event for event in events if not self._pending.add(event)]
+                if not events:
                     return True  # counted as queued when taken
                 if self.outbox is None:
-                    self.stats.add("dropped")
+                    self.stats.add("dropped", len(events))
                     self.failure_log.warning("bangi-landing: send queue full, dropped an event")
                     return False
                 # A full queue: the page waits for a write; nothing is lost.
-            event = clean_event(event)
-            if self._write([event], timeout=LEAD_WRITE_TIMEOUT):
-                self.stats.add("queued")
+            events = [clean_event(event) for event in events]
+            if self._write(events, timeout=LEAD_WRITE_TIMEOUT):
+                self.stats.add("queued", len(events))
                 return True
-            # The outbox refused it for now: the writer thread keeps trying.
-            if self._pending.add(event, force=durable):
+            # The outbox refused them for now: the writer thread keeps trying.
+            lost = [event for event in events if not self._pending.add(event, force=durable)]
+            if not lost:
                 return True  # counted as queued when taken
-            self.stats.add("dropped")
+            self.stats.add("dropped", len(lost))
             self.write_log.warning(
                 "bangi-landing: send queue full and the outbox refuses events: dropped a %s",
-                event.kind,
+                lost[0].kind,
             )
             return False
         except Exception:
-            logger.exception("bangi-landing: could not accept a %s event", event.kind)
+            kinds = ", ".join(event.kind for event in events)
+            logger.exception("bangi-landing: could not accept events (%s)", kinds)
             return False
 
     def start(self) -> None:

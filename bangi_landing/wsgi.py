@@ -159,8 +159,7 @@ class _Response:
 
     def report_events(self) -> None:
         events, self.events = self.events, ()
-        for event in events:
-            self.middleware.report(event)
+        self.middleware.report_all(events)
 
     def start_response(
         self, status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None

@@ -75,17 +75,35 @@ def silent_tracker() -> Iterator[str]:
 
 
 def alternate(
-    runs: dict[str, Callable[[], None]], *, batch: int, rounds: int
+    runs: dict[str, Callable[[], None]], *, batch: int, rounds: int, pause: float = 0.0
 ) -> dict[str, list[float]]:
-    """Seconds per call of each function, one sample per round, timed in alternating batches."""
+    """Seconds per call of each function, one sample per round, timed in alternating batches.
+
+    With ``pause``, each call comes that many seconds after the last, which
+    are not timed: a response time at a steady rate rather than flat out, as
+    the background work a call leaves (delivery) then has time to finish.
+    """
     samples: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(rounds):
         for name, run in runs.items():
-            start = time.perf_counter()
-            for _ in range(batch):
-                run()
-            samples[name].append((time.perf_counter() - start) / batch)
+            samples[name].append(_timed(run, batch, pause) / batch)
     return samples
+
+
+def _timed(run: Callable[[], None], calls: int, pause: float) -> float:
+    """Seconds ``calls`` calls of ``run`` took, the pauses before each left out."""
+    if not pause:
+        start = time.perf_counter()
+        for _ in range(calls):
+            run()
+        return time.perf_counter() - start
+    took = 0.0
+    for _ in range(calls):
+        time.sleep(pause)
+        start = time.perf_counter()
+        run()
+        took += time.perf_counter() - start
+    return took
 
 
 def paired_ratio(samples: dict[str, list[float]], numerator: str, denominator: str) -> float:

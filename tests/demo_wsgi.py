@@ -1,7 +1,7 @@
 """The demo landing wrapped by bangi-landing, as a WSGI server loads it: ``tests.demo_wsgi:app``.
 
 The wiring of ``bangi-landing demo``, configured from the environment:
-``BANGI_TRACKER_URL``, ``BANGI_OUTBOX`` and, for the orders, ``DEMO_NETWORK_URL``.
+``BANGI_TRACKER_URL``, ``BANGI_OUTBOX`` and, for the orders, ``BANGI_ORDER_URL``.
 Every worker process imports this module; they share the secret key (so any
 worker can read a journey cookie another one set) and the outbox file.
 """

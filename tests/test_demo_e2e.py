@@ -34,6 +34,18 @@ class Demo:
         events: list[dict[str, Any]] = response.json()["events"]
         return events
 
+    def network_orders(self) -> list[dict[str, str]]:
+        """The orders on the fake network's page, each one's fields by column."""
+        page = requests.get(f"{self.tracker}/network", timeout=5).text
+        tree = html5lib.parse(page, namespaceHTMLElements=False)
+        return [
+            {
+                (cell.get("class") or "").split()[0]: "".join(cell.itertext()).strip()
+                for cell in row.iter("td")
+            }
+            for row in tree.findall(".//table[@id='orders']/tbody/tr")
+        ]
+
 
 @pytest.fixture
 def demo(tmp_path: Path) -> Iterator[Demo]:
@@ -108,10 +120,17 @@ def test_a_visitor_journey_from_click_to_postback(demo: Demo) -> None:
     assert "99999" not in str(lead["params"])
     assert len(demo.events(type="click")) == 1
 
-    # The network got the order with sub1, and its Approve button posts back to the
+    # The middleware forwarded the order to the network, once, with sub1, the form's
+    # fields, the offer and the variant; the network's Approve button posts back to the
     # landing's relay, which passes the status on to the tracker and to AlterCPA Pro.
+    [order] = eventually(lambda: demo.network_orders())
+    assert order["click-id"] == click_id
+    assert (order["name"], order["offer"], order["extras"]) == (
+        "Ana Lima",
+        "1001",
+        f"sub2={variant}",
+    )
     network = requests.get(f"{demo.tracker}/network", timeout=5).text
-    assert click_id in network
     order_id = re.search(r'action="/network/orders/(\d+)/postback"', network)
     assert order_id
     requests.post(

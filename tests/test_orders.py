@@ -3,28 +3,35 @@
 from __future__ import annotations
 
 import logging
+import time
+import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import flask
 import pytest
 import requests
 from click.testing import CliRunner
 
 from bangi_landing import BangiLanding, ConfigurationError
 from bangi_landing.cli import main
-from bangi_landing.destinations import NetworkOrders
+from bangi_landing.destinations import BangiTracker, NetworkOrders
+from bangi_landing.events import Event
+from bangi_landing.flask import Bangi
 from bangi_landing.outbox import Outbox
 from bangi_landing.retry import RetryPolicy
 from bangi_landing.sealed import Sealer
-from bangi_landing.sender import BackgroundSender
+from bangi_landing.sender import FORGET_INTERVAL, BackgroundSender
+from bangi_landing.stores import ORDER_DELAY
+from bangi_landing.tracker import network
 
 from .conftest import SECRET, Tracker, serve_landing
 from .landing import landing_app
-from .utils import Recorder, Sink, eventually, form_click_ids, free_port, live_server
+from .utils import Clock, Recorder, Sink, eventually, form_click_ids, free_port, live_server
 
 OFFER = {"offer_id": 77, "name": "{name}", "phone": "{phone}", "ip": "{ip}", "ua": "{userAgent}"}
 NAME, PHONE = "Zelda Quixote", "+7 912 345-67-89"
@@ -273,3 +280,182 @@ def test_the_bundled_trackers_fake_network_gets_the_order_and_the_tracker_the_le
     assert lead["clickId"] == click_id and "name" not in lead["params"]
     taken = f"bangi-landing: order {order['id']} of journey {click_id} taken by"
     assert any(r.getMessage().startswith(taken) for r in caplog.records)
+
+
+# The flat settings (BANGI_* variables, Flask config, Django settings)
+
+FLAT = {
+    "BANGI_ORDER_BODY": "json",
+    "BANGI_ORDER_FIELDS": "offer_id:42, name:{name}, phone:{phone}",
+    "BANGI_ORDER_HEADERS": "X-Token:{env:NETWORK_TOKEN}",
+    "BANGI_ORDER_SUCCESS": "status:ok",
+    "BANGI_ORDER_ID_FIELD": "order_id",
+}
+
+
+@pytest.mark.parametrize("given_as", ["environment", "flask config"])
+def test_flat_settings_forward_orders(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    given_as: str,
+) -> None:
+    monkeypatch.setenv("NETWORK_TOKEN", "tok-456")
+    monkeypatch.setenv("BANGI_OUTBOX", str(tmp_path / "outbox.sqlite3"))
+    caplog.set_level(logging.INFO, logger="bangi_landing")
+    sink = Sink()
+    sink.status = 200
+    sink.body = b'{"status": "ok", "order_id": "N-7"}'
+    with live_server(sink) as network:
+        settings = {**FLAT, "BANGI_ORDER_URL": f"{network}/orders", "BANGI_SECRET_KEY": SECRET}
+        served: Any
+        if given_as == "environment":
+            for name, value in settings.items():
+                monkeypatch.setenv(name, value)
+            served = middleware = BangiLanding(landing_app)
+        else:
+            served = flask.Flask(__name__)
+            served.config.update(settings)
+            served.wsgi_app = landing_app  # type: ignore[method-assign]
+            middleware = Bangi().init_app(served)
+        [orders] = middleware.destinations
+        sender, outbox = middleware.sender, getattr(middleware.sender, "outbox", None)
+        assert isinstance(sender, BackgroundSender) and isinstance(outbox, Outbox)
+        with live_server(served) as url:
+            click_id, _ = OrderLanding(url, outbox, sender).submit()
+            assert sender.flush(10)
+        middleware.close()
+    [order] = sink.received
+    assert order == {
+        "offer_id": "42",
+        "name": NAME,
+        "phone": PHONE,
+        "sub1": click_id,
+        "path": "/orders",
+        "query": "",
+    }
+    assert sink.request_headers[0]["x-token"] == "tok-456"
+    assert f"bangi-landing: order N-7 of journey {click_id} taken by" in caplog.text
+    assert isinstance(orders, NetworkOrders) and orders.success == ("status", "ok")
+
+
+@pytest.mark.parametrize(
+    ("settings", "named"),
+    [
+        ({"BANGI_ORDER_URL": "ftp://network.example/orders"}, "BANGI_ORDER_URL"),
+        ({"BANGI_ORDER_URL": "https://n.example/o?t={env:UNSET_TOKEN}"}, "BANGI_ORDER_URL"),
+        (
+            {"BANGI_ORDER_URL": "https://n.example/o", "BANGI_ORDER_HEADERS": "T:{env:UNSET_T}"},
+            "BANGI_ORDER_HEADERS",
+        ),
+        ({"BANGI_ORDER_URL": "https://n.example/o", "BANGI_ORDER_SUCCESS": "ok"}, "_SUCCESS"),
+        ({"BANGI_ORDER_URL": "https://n.example/o", "BANGI_ORDER_METHOD": "PUT"}, "_METHOD"),
+        ({"BANGI_ORDER_FIELDS": "name:{name}"}, "BANGI_ORDER_FIELDS"),  # and no URL
+    ],
+)
+def test_bad_flat_settings_fail_at_start_up_naming_the_setting(
+    monkeypatch: pytest.MonkeyPatch, settings: dict[str, str], named: str
+) -> None:
+    monkeypatch.delenv("UNSET_TOKEN", raising=False)
+    monkeypatch.delenv("UNSET_T", raising=False)
+    for name, value in settings.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigurationError, match=named):
+        BangiLanding(landing_app, secret_key=SECRET, sender=Recorder())
+
+
+def test_the_sender_deletes_dead_orders_personal_data_after_their_retention(
+    tmp_path: Path,
+) -> None:
+    clock = Clock(time.time())  # the rows' own times are the events' real ones
+    sink = Sink()
+    sink.status = 422  # the network and the tracker refuse: both events are dead at once
+    with live_server(sink) as network:
+        orders = NetworkOrders(f"{network}/orders", keep_dead=1.5 * FORGET_INTERVAL)
+        orders.use_sealer(Sealer(SECRET))
+        outbox = Outbox(tmp_path / "outbox.sqlite3", clock=clock)
+        tracker = BangiTracker(network)
+        sender = BackgroundSender([orders, tracker], outbox=outbox, clock=clock, retry=FAST)
+        click_id = str(uuid.uuid4())
+        sealed = Sealer(SECRET).seal({"fields": {"name": NAME}})
+        for event in (Event("order", click_id, {"sealed": sealed}), Event("lead", click_id, {})):
+            assert sender.submit(event, durable=True)
+
+        def settle(seconds: float) -> dict[str, dict[str, int]]:
+            clock.now += seconds
+            sender.wake()
+            assert sender.flush(5)
+            return outbox.counts()
+
+        dead = {"pending": 0, "dead": 1}
+        assert settle(ORDER_DELAY) == {orders.key: dead, tracker.key: dead}
+        # The sender looks hourly: within its retention, the dead order is kept.
+        assert settle(FORGET_INTERVAL) == {orders.key: dead, tracker.key: dead}
+        # Past it, the order is gone, personal data and all; the tracker's lead stays.
+        assert settle(FORGET_INTERVAL) == {tracker.key: dead}
+        sender.close()
+
+
+def test_outbox_status_judges_orders_only_when_told_the_order_url(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.sqlite3"
+    made_in_code = "orders http://127.0.0.1:7/orders"  # a NetworkOrders passed in Python
+    Outbox(path).add([Event("order", str(uuid.uuid4()), {})], [made_in_code], max_age=9e9)
+    tracker = {"BANGI_TRACKER_URL": "http://127.0.0.1:9"}
+
+    def status(env: dict[str, str]) -> str:
+        shown = CliRunner().invoke(main, ["outbox", "status", "--outbox", str(path)], env=env)
+        assert shown.exit_code == 0, shown.output
+        return shown.output
+
+    assert "not used" not in status(tracker)  # the tracker's settings say nothing of orders
+    elsewhere = {**tracker, "BANGI_ORDER_URL": "http://127.0.0.1:8/orders?t={env:TOKEN}"}
+    assert f"{made_in_code}: 1 pending, 0 dead  [not used by" in status(elsewhere)
+    here = {**tracker, "BANGI_ORDER_URL": "http://127.0.0.1:7/orders?t={env:TOKEN}"}
+    assert "not used" not in status(here)  # its key needs no token
+
+
+def test_a_network_that_hangs_holds_no_submit_and_its_retries_are_one_order(
+    tracker: Tracker, tmp_path: Path
+) -> None:
+    # The bundled fake network takes each order, then answers after the sender gave up.
+    tracker.app.config.update({network.FAILURE: "timeout", network.STALL: 3.0})
+    options: dict[str, Any] = {"timeout": (1.0, 1.0), "success": ("status", "ok")}
+    with order_landing(tmp_path, f"{tracker.url}/network", **options) as landing:
+        submitted = []
+        for _ in range(4):
+            started = time.monotonic()
+            click_id, response = landing.submit()
+            # Generous: far below the network's 3 s, which a submit never waits for.
+            assert response.status_code == 200 and time.monotonic() - started < 1.0
+            submitted.append(click_id)
+        eventually(lambda: tracker.store.count_network_orders() == 4, timeout=10)
+        tracker.app.config[network.FAILURE] = "ok"  # back: the retries get their answers
+        assert landing.sender.flush(30)
+        assert landing.outbox.counts() == {}
+    orders = tracker.store.network_orders()
+    assert sorted(order["clickId"] for order in orders) == sorted(submitted)  # each once
+
+
+class CountingOutbox(Outbox):
+    """The SQLite outbox, noting the kinds of each write's events."""
+
+    writes: list[list[str]]
+
+    def add(self, events: Sequence[Event], *args: Any, **kwargs: Any) -> None:
+        self.writes.append([event.kind for event in events])
+        super().add(events, *args, **kwargs)
+
+
+def test_a_submits_lead_and_order_are_one_write(tmp_path: Path) -> None:
+    outbox = CountingOutbox(tmp_path / "outbox.sqlite3")
+    outbox.writes = []
+    orders = NetworkOrders("http://127.0.0.1:9/orders", fields=OFFER)
+    sender = BackgroundSender([orders, BangiTracker("http://127.0.0.1:9")], outbox=outbox)
+    middleware = BangiLanding(
+        landing_app, destinations=[orders], campaign_id=1, secret_key=SECRET, sender=sender
+    )
+    with live_server(middleware) as url:
+        OrderLanding(url, outbox, sender).submit()
+        durable = [kinds for kinds in outbox.writes if "click" not in kinds]
+    sender.close(0)
+    assert durable == [["lead", "order"]]  # one transaction, one sync to disk

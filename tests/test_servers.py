@@ -52,7 +52,7 @@ def test_visitors_order_and_the_tracker_gets_each_journey(
         **os.environ,
         "BANGI_TRACKER_URL": tracker.url,
         "BANGI_OUTBOX": str(tmp_path / "landing-outbox.sqlite3"),  # shared by the workers
-        "DEMO_NETWORK_URL": f"{tracker.url}/network/orders",
+        "BANGI_ORDER_URL": f"{tracker.url}/network/orders",
     }
     url = f"http://127.0.0.1:{port}"
     log = tmp_path / "server.log"

@@ -336,6 +336,76 @@ def test_the_empty_page_shows_how_to_send_an_order(tracker: Tracker) -> None:
     assert f"{tracker.url}/network/orders" in response.text
 
 
+# Answering like a real network, failures included
+
+
+def test_an_order_retried_with_its_idempotency_key_is_taken_once(tracker: Tracker) -> None:
+    click_id, intake = str(uuid.uuid4()), f"{tracker.url}/network/orders"
+    answers = [
+        tracker.http.post(
+            intake, data={"sub1": click_id}, headers={"Idempotency-Key": key}, timeout=5
+        )
+        for key in ("k1", "k1", "k2")
+    ]
+
+    assert [a.status_code for a in answers] == [201, 200, 201]
+    first, again, other = (a.json() for a in answers)
+    assert again == {"status": "ok", "id": first["id"], "duplicate": True}
+    assert other["id"] != first["id"]  # another key is another order
+    assert [cell(row, "click-id") for row in rows(page(tracker)[1])] == [click_id] * 2
+
+
+def switch(tracker: Tracker, failure: str, **headers: str) -> requests.Response:
+    """Press a button of the failure switch on the /network page."""
+    return tracker.http.post(
+        f"{tracker.url}/network/failure",
+        data={"failure": failure},
+        headers=headers,
+        allow_redirects=False,
+        timeout=5,
+    )
+
+
+@pytest.mark.parametrize("by", ["switch", "query"])
+def test_the_intake_fails_as_told_by_the_switch_or_the_query(tmp_path: Path, by: str) -> None:
+    with network_tracker(tmp_path, **{network.STALL: 1.0}) as tracker:
+
+        def send(failure: str, read_timeout: float = 5.0) -> requests.Response:
+            query = ""
+            if by == "switch":
+                assert switch(tracker, failure, Origin=tracker.url).status_code == 303
+            else:
+                query = f"?fail={failure}"
+            return tracker.http.post(
+                f"{tracker.url}/network/orders{query}",
+                data={"sub1": str(uuid.uuid4()), "phone": "5551234567"},
+                timeout=(5, read_timeout),
+            )
+
+        down = send("500")
+        assert down.status_code == 500 and "the network is down" in down.json()["error"]
+        refused = send("error")
+        assert refused.status_code == 200 and refused.json()["status"] == "error"
+        assert tracker.store.count_network_orders() == 0  # neither took the order
+        with pytest.raises(requests.ReadTimeout):
+            send("timeout", read_timeout=0.3)
+        assert tracker.store.count_network_orders() == 1  # taken; only the answer was late
+        assert send("ok").status_code == 201
+        pressed = page(tracker)[1].findall(".//div[@id='failure-switch']//button")
+        on = [b.text for b in pressed if b.get("aria-pressed") == "true"]
+        assert on == ["Take orders"]
+
+
+def test_bad_failure_switches_are_refused(tracker: Tracker) -> None:
+    assert switch(tracker, "500", Origin="https://evil.example").status_code == 403
+    assert switch(tracker, "sometimes").status_code == 400
+    unknown = tracker.http.post(
+        f"{tracker.url}/network/orders?fail=sometimes", data={"sub1": CLICK_ID}, timeout=5
+    )
+    assert unknown.status_code == 400 and "fail must be one of" in unknown.json()["error"]
+    assert order(tracker, sub1=CLICK_ID) > 0  # the switch is still off
+
+
 def test_build_postback_url() -> None:
     url = network.build_postback_url(
         network.tracker_postback_url("http://127.0.0.1:5001/"),

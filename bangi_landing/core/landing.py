@@ -28,7 +28,15 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, ItemsView, Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import (
+    Callable,
+    ItemsView,
+    Iterable,
+    Iterator,
+    Mapping,
+    MutableMapping,
+    Sequence,
+)
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple, Protocol
 from urllib.parse import parse_qsl
@@ -165,6 +173,24 @@ class LandingCore:
     :param postback_templates: GET postback URL templates per event kind, for
         networks that take macros (see :class:`~bangi_landing.destinations.PostbackTemplates`).
     :param destinations: more destinations, of any kind (see ``bangi_landing.destinations``).
+    :param order_url: a CPA network's order API: each lead's order, the submitted
+        fields unfiltered, is forwarded there durably (a
+        :class:`~bangi_landing.destinations.NetworkOrders` made of the ``order_*``
+        options). Default: ``BANGI_ORDER_URL``; neither: no orders forwarded.
+    :param order_method: ``"POST"`` (the default) or ``"GET"``. ``BANGI_ORDER_METHOD``.
+    :param order_body: ``"form"`` (the default) or ``"json"``. ``BANGI_ORDER_BODY``.
+    :param order_fields: what the network gets, names mapped to constants or macro
+        text (``{"offer_id": 42, "name": "{name}", "phone": "{phone}"}``;
+        ``BANGI_ORDER_FIELDS="offer_id:42, name:{name}, phone:{phone}"`` or a JSON object).
+    :param order_headers: request headers, values may hold ``{env:NAME}``
+        (``BANGI_ORDER_HEADERS="X-Token:{env:NETWORK_TOKEN}"``).
+    :param order_success: a JSON field of the answer and the value that means
+        success, for networks that answer 200 with an error (``("status", "ok")``;
+        ``BANGI_ORDER_SUCCESS="status:ok"``). Default: any 2xx is success.
+    :param order_id_field: the answer's JSON field with the network's order id,
+        logged with the clickId. ``BANGI_ORDER_ID_FIELD``.
+    :param order_keep_dead: seconds a dead order is kept before its row, personal
+        data and all, is deleted. ``BANGI_ORDER_KEEP_DEAD``, else 7 days.
     :param relay_path: where the postback relay listens (GET or POST). Default:
         ``BANGI_RELAY_PATH``; neither: no relay.
     :param relay_secret: the ``secret`` parameter every relayed postback must carry.
@@ -238,6 +264,14 @@ class LandingCore:
         altercpa_click_param: str | None = None,  # BANGI_ALTERCPA_CLICK_PARAM, else "click"
         postback_templates: Mapping[str, str] | None = None,  # {"lead": "https://..."}
         destinations: Iterable[Destination] = (),
+        order_url: str | None = None,  # BANGI_ORDER_URL; None: no orders forwarded
+        order_method: str | None = None,  # BANGI_ORDER_METHOD, else "POST"
+        order_body: str | None = None,  # BANGI_ORDER_BODY, else "form"
+        order_fields: Mapping[str, Any] | None = None,  # BANGI_ORDER_FIELDS
+        order_headers: Mapping[str, str] | None = None,  # BANGI_ORDER_HEADERS
+        order_success: Sequence[Any] | None = None,  # BANGI_ORDER_SUCCESS; None: any 2xx
+        order_id_field: str | None = None,  # BANGI_ORDER_ID_FIELD
+        order_keep_dead: float | None = None,  # BANGI_ORDER_KEEP_DEAD, else 7 days
         relay_path: str | None = None,  # BANGI_RELAY_PATH; None: no relay
         relay_secret: str | None = None,  # BANGI_RELAY_SECRET
         relay_statuses: Mapping[str, str] | None = None,  # {"approved": "accept"}
@@ -275,13 +309,23 @@ class LandingCore:
         self.variants: Variants | None = config.variants(config.option("variants", variants))
         self.variant_param: str = config.option("variant_param", variant_param)
         self.lander_param: str = config.option("lander_param", lander_param)
+        orders = config.network_orders(
+            url=order_url,
+            method=order_method,
+            body=order_body,
+            fields=order_fields,
+            headers=order_headers,
+            success=order_success,
+            order_id=order_id_field,
+            keep_dead=order_keep_dead,
+        )
         self.destinations = config.destinations(
             tracker_url=tracker_url,
             altercpa_url=altercpa_url,
             altercpa_token=altercpa_token,
             altercpa_click_param=altercpa_click_param,
             postback_templates=postback_templates,
-            more=destinations,
+            more=[*destinations, *([orders] if orders else [])],
             required=sender is None,
         )
         tracked = any(isinstance(d, BangiTracker) for d in self.destinations)
@@ -581,8 +625,26 @@ class LandingCore:
             close(timeout)
 
     def report_all(self, events: Iterable[Event]) -> None:
+        """Hand one response's events to the sender; never raises.
+
+        Its durable ones (a lead and its order) go to the outbox in one write,
+        one sync to disk, when the sender can (``submit_all``).
+        """
+        durable = []
         for event in events:
-            self.report(event)
+            if event.kind in self._durable_kinds:
+                durable.append(event)
+            else:
+                self.report(event)
+        submit_all = getattr(self.sender, "submit_all", None)
+        if submit_all is None or len(durable) < 2:
+            for event in durable:
+                self.report(event)
+            return
+        try:
+            submit_all(durable, durable=True)
+        except Exception:
+            logger.exception("bangi-landing: could not queue %d events", len(durable))
 
     def is_durable(self, event: Event) -> bool:
         """Whether reporting ``event`` writes it to the outbox before returning."""

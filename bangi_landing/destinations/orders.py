@@ -95,17 +95,28 @@ class NetworkOrders(HttpDestination):
 
         super().__init__(timeout=timeout)
         if method not in ("POST", "GET"):
-            raise ConfigurationError(f"NetworkOrders method must be POST or GET, not {method!r}")
+            raise ConfigurationError(
+                f"NetworkOrders method (order_method, BANGI_ORDER_METHOD) must be POST or GET,"
+                f" not {method!r}"
+            )
         if body not in ("form", "json"):
-            raise ConfigurationError(f"NetworkOrders body must be 'form' or 'json', not {body!r}")
+            raise ConfigurationError(
+                "NetworkOrders body (order_body, BANGI_ORDER_BODY) must be 'form' or 'json',"
+                f" not {body!r}"
+            )
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigurationError("NetworkOrders url must be an http(s) URL")
+            raise ConfigurationError(
+                "NetworkOrders url (order_url, BANGI_ORDER_URL) must be an http(s) URL"
+                " such as https://network.example/api/orders"
+            )
         self.method, self.body, self.success, self.order_id = method, body, success, order_id
         self.keep_dead = keep_dead
-        self._url = _with_env(url, "NetworkOrders url")
+        self._url = _with_env(url, "NetworkOrders url (order_url, BANGI_ORDER_URL)")
         self._headers = {
-            name: _with_env(value, f"NetworkOrders headers[{name!r}]")
+            name: _with_env(
+                value, f"NetworkOrders headers[{name!r}] (order_headers, BANGI_ORDER_HEADERS)"
+            )
             for name, value in (headers or {}).items()
         }
         self.fields: dict[str, Any] = dict(fields or {})
@@ -123,7 +134,7 @@ class NetworkOrders(HttpDestination):
             )
         )
         # The URL before its env macros are filled: host and path, never a token.
-        self.key = f"orders {public_url(url)}"
+        self.key = orders_key(url)
         self._sealer: Sealer | None = None
         self._told_missing: set[str] = set()
 
@@ -204,6 +215,11 @@ class NetworkOrders(HttpDestination):
                 event.click_id,
                 public_url(url),
             )
+
+
+def orders_key(url: str) -> str:
+    """The outbox's name for the orders to ``url``: its host and path, never a token."""
+    return f"orders {public_url(url)}"
 
 
 def _with_env(text: str, option: str) -> str:

@@ -5,7 +5,18 @@ as ``sub1``; the network later reports the order's fate to the tracker with a
 postback keyed by that clickId. This blueprint plays the network:
 
 - ``POST /network/orders`` takes an order (form-encoded or JSON) that must
-  carry ``sub1``, a clickId, and stores it as sent;
+  carry ``sub1``, a clickId, stores it as sent and answers like a real
+  network's API: ``{"status": "ok", "id": 17}``. An order whose
+  ``Idempotency-Key`` header was seen before (a retry) is not stored again:
+  the answer is the first one's id, with ``"duplicate": true``;
+- a failure switch makes the intake fail as real networks do, to try the
+  landing's retries: ``500`` (answers 500, takes nothing), ``timeout`` (takes
+  the order, then answers only after ``BANGI_NETWORK_STALL`` seconds, default
+  15: past a sender's read timeout, as when an answer is lost), ``error``
+  (answers 200 ``{"status": "error", ...}``, takes nothing). The buttons at the
+  top of ``GET /network`` set it for every order (``BANGI_NETWORK_FAILURE``
+  holds it); ``?fail=MODE`` on the intake's URL sets it for that request
+  (``?fail=ok`` for none), so a landing can be pointed at a failing network;
 - ``GET /network`` lists the orders, each with buttons to approve, hold,
   reject or trash it;
 - a button sends the postback for real, an HTTP GET to the configured
@@ -28,6 +39,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import quote
@@ -59,6 +71,16 @@ bp = Blueprint("network", __name__, template_folder="templates")
 
 POSTBACK_URL: Final = "BANGI_NETWORK_POSTBACK_URL"  # the config keys
 PAYOUT: Final = "BANGI_NETWORK_PAYOUT"
+FAILURE: Final = "BANGI_NETWORK_FAILURE"
+STALL: Final = "BANGI_NETWORK_STALL"
+DEFAULT_STALL: Final = 15.0
+# How the intake answers, as the failure switch's buttons label each way.
+FAILURES: Final = {
+    "ok": "Take orders",
+    "500": "Answer 500",
+    "timeout": "Time out",
+    "error": "Answer 200 with an error",
+}
 NOT_SENT: Final = "not sent: no postback URL configured"
 DEFAULT_PAYOUT: Final = "10"
 POSTBACK_TIMEOUT: Final = (3, 5)  # seconds to connect, seconds to read
@@ -104,7 +126,11 @@ def _headers(response: Response) -> Response:
 @bp.errorhandler(HTTPException)
 def _order_error(error: HTTPException) -> HTTPException | Response:
     """The order intake and the buttons' endpoint answer errors (413 and 415 too) as JSON."""
-    if request.endpoint not in ("network.receive_order", "network.send_postback"):
+    if request.endpoint not in (
+        "network.receive_order",
+        "network.send_postback",
+        "network.set_failure",
+    ):
         return error
     message = error.description
     if error.code == 413:
@@ -135,8 +161,45 @@ def receive_order() -> tuple[Response, int]:
     click_id = parse_click_id(fields["sub1"])
     if click_id is None:
         raise ApiError(400, f"sub1 must be a clickId, a UUID such as {EXAMPLE_CLICK_ID}")
-    order_id = _store().add_network_order(click_id, fields)
+    failure = _failure()
+    if failure == "500":
+        raise ApiError(500, "the network is down (its failure switch says 500)")
+    if failure == "error":  # as networks that answer 200 either way do
+        return jsonify(status="error", error="order refused (the failure switch says error)"), 200
+    key = request.headers.get("Idempotency-Key") or None
+    order_id, new = _store().add_network_order(click_id, fields, key)
+    if failure == "timeout":  # taken, but the answer comes after the sender gave up
+        time.sleep(float(current_app.config.get(STALL, DEFAULT_STALL)))
+    if not new:
+        return jsonify(status="ok", id=order_id, duplicate=True), 200
     return jsonify(status="ok", id=order_id), 201
+
+
+def _failure() -> str:
+    """How this order is answered: the URL's ``?fail=``, else the page's switch."""
+    failure = request.args.get("fail") or current_app.config.get(FAILURE) or "ok"
+    if failure not in FAILURES:
+        raise ApiError(400, f"fail must be one of {', '.join(FAILURES)}")
+    return str(failure)
+
+
+@bp.post("/network/failure")
+def set_failure() -> BaseResponse:
+    """The failure switch's buttons: how the intake answers every order from now on."""
+    _same_origin()
+    failure = request.form.get("failure", "")
+    if failure not in FAILURES:
+        abort(400, f"failure must be one of {', '.join(FAILURES)}")
+    current_app.config[FAILURE] = failure
+    log.warning("The fake network's order intake now answers: %s", FAILURES[failure])
+    return redirect(url_for("network.orders_page"), 303)
+
+
+def _same_origin() -> None:
+    """The page's buttons are same-origin forms: refuse a POST another site's page made."""
+    origin = request.headers.get("Origin")
+    if origin is not None and origin != request.host_url.rstrip("/"):
+        abort(403, "postbacks and the failure switch are set from this tracker's /network page")
 
 
 # The postback
@@ -189,10 +252,7 @@ def _send(url: str) -> str:
 
 @bp.post("/network/orders/<raw_id>/postback")  # any id, checked below: a 404, never a 500
 def send_postback(raw_id: str) -> BaseResponse:
-    # The buttons are a same-origin form: refuse a POST another site's page made.
-    origin = request.headers.get("Origin")
-    if origin is not None and origin != request.host_url.rstrip("/"):
-        abort(403, "postbacks are sent from this tracker's /network page")
+    _same_origin()
     status = request.form.get("status", "")
     if status not in POSTBACK_STATUSES:
         abort(400, f"status must be one of {', '.join(POSTBACK_STATUSES)}")
@@ -286,4 +346,6 @@ def orders_page() -> str:
         intake_url=url_for("network.receive_order", _external=True),
         example_click_id=EXAMPLE_CLICK_ID,
         report_url=url_for("report.index") if journeys else None,
+        failures=FAILURES,
+        failure=current_app.config.get(FAILURE) or "ok",
     )

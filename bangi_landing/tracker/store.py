@@ -69,6 +69,11 @@ CREATE TABLE IF NOT EXISTS network_orders (
     postback_result TEXT,
     postback_at     TEXT
 );
+-- The Idempotency-Key each order came with: a retry of a taken order is not taken again.
+CREATE TABLE IF NOT EXISTS network_order_keys (
+    key      TEXT PRIMARY KEY,
+    order_id INTEGER NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS pro_leads (
     id         INTEGER PRIMARY KEY AUTOINCREMENT,
     click      TEXT NOT NULL,
@@ -405,14 +410,32 @@ class TrackerStore:
 
     # The fake CPA network's orders (network.py)
 
-    def add_network_order(self, click_id: str, params: Mapping[str, Any]) -> int:
-        """Store an order the fake network received, with all its fields as sent; its id."""
+    def add_network_order(
+        self, click_id: str, params: Mapping[str, Any], key: str | None = None
+    ) -> tuple[int, bool]:
+        """Store an order the fake network received, with all its fields as sent.
+
+        :param key: the order's idempotency key: an order with a key already
+            seen is not stored again.
+        :return: the order's id, and whether it is new.
+        """
         with self._write() as db:
+            if key is not None:
+                row = db.execute(
+                    "SELECT order_id FROM network_order_keys WHERE key = ?", (key,)
+                ).fetchone()
+                if row is not None:
+                    return int(row[0]), False
             cursor = db.execute(
                 "INSERT INTO network_orders (click_id, params, received_at) VALUES (?, ?, ?)",
                 (click_id, json.dumps(params, ensure_ascii=False, separators=(",", ":")), _now()),
             )
-            return int(cursor.lastrowid or 0)
+            order_id = int(cursor.lastrowid or 0)
+            if key is not None:
+                db.execute(
+                    "INSERT INTO network_order_keys (key, order_id) VALUES (?, ?)", (key, order_id)
+                )
+            return order_id, True
 
     def network_orders(self, limit: int = 200) -> list[dict[str, Any]]:
         """The fake network's orders, newest first."""
