@@ -47,8 +47,27 @@ def page(title: str, body: str) -> str:
     )
 
 
-def make_landing(folder: Path, tracker_url: str) -> Path:
-    """A bought landing as it comes: pages, a form handler in PHP, images, CSS, settings."""
+# The order as the bundled tracker's fake network takes it, sub1 added by NetworkOrders.
+ORDER_TABLE = """
+[order]
+url = "{tracker_url}/network/orders"
+success = ["status", "ok"]
+order_id = "id"
+
+[order.fields]
+offer_id = "1001"
+name = "{{name}}"
+phone = "{{phone}}"
+sub2 = "{{source}}"
+"""
+
+
+def make_landing(folder: Path, tracker_url: str, *, order: bool = True) -> Path:
+    """A bought landing as it comes: pages, a form handler in PHP, images, CSS, settings.
+
+    With ``order``, its ``landing.toml`` forwards each order to the fake network
+    of the tracker at ``tracker_url``.
+    """
     (folder / "css").mkdir(parents=True)
     (folder / "img").mkdir()
     (folder / "index.html").write_text(
@@ -62,6 +81,7 @@ def make_landing(folder: Path, tracker_url: str) -> Path:
     (folder / "img" / "café crème.png").write_bytes(PNG[::-1])
     (folder / "landing.toml").write_text(
         f'tracker_url = "{tracker_url}"\ncampaign_id = 7\nsecret_key_env = "SHOP_SECRET"\n'
+        + (ORDER_TABLE.format(tracker_url=tracker_url) if order else "")
     )
     return folder
 
@@ -96,7 +116,8 @@ def raw_get(url: str, path: str) -> tuple[int, bytes]:
 
 
 def assert_journey(url: str, tracker: Tracker) -> None:
-    """A visit: a click and the field in every form; the POST: the lead and the thank-you page."""
+    """A visit: a click and the field in every form; the POST: the lead, the order at the
+    network with the page's sub1, and the thank-you page."""
     browser = requests.Session()
     home = browser.get(f"{url}/?source=fb", timeout=5)
     assert home.status_code == 200
@@ -106,9 +127,10 @@ def assert_journey(url: str, tracker: Tracker) -> None:
     about = browser.get(f"{url}/about.html", timeout=5)
     assert form_click_ids(about.text) == [click["clickId"]]  # the same journey
 
+    [sub1] = form_click_ids(about.text)
     order = browser.post(
         f"{url}/order.php",
-        data={"name": "Ana Lima", "phone": "+55 11 99999 0000", "sub1": click["clickId"]},
+        data={"name": "Ana Lima", "phone": "+55 11 99999 0000", "sub1": sub1},
         allow_redirects=False,
         timeout=5,
     )
@@ -120,6 +142,15 @@ def assert_journey(url: str, tracker: Tracker) -> None:
     [lead] = eventually(lambda: tracker.events(type="lead"))
     assert lead["clickId"] == click["clickId"]
     assert "99999" not in str(lead["params"])  # personal data stays on the landing
+    [sent] = eventually(tracker.store.network_orders)
+    assert sent["clickId"] == click["clickId"]
+    assert sent["params"] == {
+        "offer_id": "1001",
+        "name": "Ana Lima",
+        "phone": "+55 11 99999 0000",
+        "sub2": "fb",  # the landing URL's ?source=, kept for the journey
+        "sub1": click["clickId"],
+    }
     assert len(tracker.events(type="click")) == 1
 
 
@@ -170,6 +201,9 @@ def test_assets_come_back_cached_and_untouched(
         "/order.php",
         "/.env",
         "/nothing-here.html",
+        "/about.html/",  # a file named as a folder
+        "/css/style.css/",
+        "/index.html//",
         "/%ff.html",  # not UTF-8
         "/%00.html",
         "/" + "a" * 5000,
@@ -275,8 +309,54 @@ def test_check_prints_what_serve_will_do(tmp_path: Path, monkeypatch: pytest.Mon
     assert "Form in about.html: POST api/send -> the lead, then a 303 to /success.html" in lines
     assert "Thank-you page: success.html" in lines
     assert "Destination: bangi http://127.0.0.1:9/" in lines
+    assert "Destination: orders http://127.0.0.1:9/network/orders" in lines
+    assert (
+        "Order: POST http://127.0.0.1:9/network/orders: offer_id (fixed), name = {name},"
+        " phone = {phone}, sub2 = {source}, sub1 = {clickId}"
+    ) in lines
+    assert (
+        "Order field {source}: no form sends source: taken from the landing URL (?source=...),"
+        " else sent empty"
+    ) in lines
+    assert not any(line.startswith("Warning") for line in lines)  # the forms send the rest
     assert "Campaign: 7" in lines
     assert SHOP_SECRET not in output
+
+    (folder / "landing.toml").write_text(
+        make_landing(tmp_path / "plain", "http://127.0.0.1:9", order=False)
+        .joinpath("landing.toml")
+        .read_text()
+    )
+    assert "Order: not forwarded to a CPA network (no [order] in landing.toml)" in (
+        check(folder, monkeypatch)[1].splitlines()
+    )
+
+
+def test_check_names_the_order_fields_no_form_sends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = make_landing(tmp_path / "site", "http://127.0.0.1:9", order=False)
+    # A search form sends an email, but by GET: it makes no lead, so no order.
+    (folder / "about.html").write_text(
+        page("About", '<form action="search"><input name="email"></form>')
+    )
+    token = "tok-0123456789-network"
+    monkeypatch.setenv("NETWORK_TOKEN", token)
+    with (folder / "landing.toml").open("a") as settings:
+        settings.write(
+            "[order]\n"
+            'url = "http://127.0.0.1:9/orders?token={env:NETWORK_TOKEN}"\n'
+            'body = "json"\n'
+            'headers = { X-Api-Key = "{env:NETWORK_TOKEN}" }\n'
+            'fields = { key = "k-live-42", phone = "{phone}", mail = "{email}", ip = "{ip}" }\n'
+        )
+    code, output = check(folder, monkeypatch)
+    assert code == 0, output
+    lines = output.splitlines()
+    assert "Warning: order field {email}: no form sends email: always sent empty" in lines
+    assert not any("{phone}:" in line or "{ip}:" in line for line in lines)
+    for secret in (token, "token=", "k-live-42"):
+        assert secret not in output
 
 
 @pytest.mark.parametrize(
@@ -293,12 +373,25 @@ def test_check_prints_what_serve_will_do(tmp_path: Path, monkeypatch: pytest.Mon
         ("link_hosts = 5\n", "landing.toml: BANGI_LINK_HOSTS must be list or tuple, not int"),
         ('max_submit_size = "big"\n', "landing.toml: BANGI_MAX_SUBMIT_SIZE: invalid literal"),
         ("durable_clicks = 1\n", "landing.toml: BANGI_DURABLE_CLICKS must be bool, not int"),
+        ('order = "http://n.example/o"\n', "landing.toml: order must be a table"),
+        ("[order]\nurl = 5\n", "landing.toml: [order] url must be text"),
+        ('[order]\nfields = { name = "{name}" }\n', "landing.toml: [order] url is required"),
+        ('[order]\nurl = "http://n.example/o"\ncolour = 1\n', "[order] unknown key 'colour'"),
+        ('[order]\nurl = "http://n.example/o"\nsuccess = "ok"\n', "[order] success must be"),
+        ('[order]\nurl = "http://n.example/o"\nmethod = "PUT"\n', "method must be POST or GET"),
+        ('[order]\nurl = "http://n.example/o"\nfields = 3\n', "[order] fields must be a table"),
+        ('[order]\nurl = "ftp://n.example/o"\n', "[order] NetworkOrders url must be an http(s)"),
+        ('[order]\nurl = "http://u:hunter2@n.example/o"\n', "keep the password out of the file"),
+        (
+            '[order]\nurl = "http://n.example/o?t={env:UNSET_TOKEN}"\n',
+            "[order] NetworkOrders url names {env:UNSET_TOKEN}, which is not set",
+        ),
     ],
 )
 def test_check_names_what_is_wrong(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings: str, message: str
 ) -> None:
-    folder = make_landing(tmp_path / "site", "http://127.0.0.1:9")
+    folder = make_landing(tmp_path / "site", "http://127.0.0.1:9", order=False)
     (tmp_path / "outside.html").write_text(page("Not the landing's", ""))
     given = {line.partition(" =")[0] for line in settings.splitlines()}
     base = (folder / "landing.toml").read_text().splitlines()
