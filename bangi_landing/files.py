@@ -467,9 +467,9 @@ class _NoSender:
 def create_app(path: str | os.PathLike[str]) -> WSGIApplication:
     """The landing at ``path`` for any WSGI server.
 
-    ``gunicorn 'bangi_landing.files:create_app("site")'`` runs it in several
-    processes (``serve`` runs one, with threads). A zip's temporary folder
-    lasts as long as the process.
+    ``gunicorn 'bangi_landing.files:create_app("site")'`` runs it under
+    gunicorn (``serve --workers`` runs waitress processes). A zip's temporary
+    folder lasts as long as the process.
     """
     stack = ExitStack()
     atexit.register(stack.close)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import http.client
 import os
+import re
+import signal
+import subprocess
 import sys
 import zipfile
 from collections.abc import Iterator
@@ -93,15 +96,26 @@ def landing_dir(tmp_path: Path, tracker: Tracker) -> Path:
 
 
 @contextmanager
-def serving(path: Path, log: Path, *options: str) -> Iterator[str]:
-    """``bangi-landing serve path *options`` in a process of its own; its URL."""
+def served(path: Path, log: Path, *options: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``bangi-landing serve path *options`` in a process of its own; its URL and process."""
     port = free_port()
     env = {**os.environ, "SHOP_SECRET": SHOP_SECRET}
     command = [sys.executable, "-m", "bangi_landing", "serve", str(path), "--port", str(port)]
     command += options
     with running(command, env, log) as process:
         wait_for_port(port, process, log)
-        yield f"http://127.0.0.1:{port}"
+        try:
+            yield f"http://127.0.0.1:{port}", process
+        finally:  # stopped as an operator stops it: a zip's temporary folder goes too
+            process.terminate()
+            process.wait(30)
+
+
+@contextmanager
+def serving(path: Path, log: Path, *options: str) -> Iterator[str]:
+    """``bangi-landing serve path *options`` in a process of its own; its URL."""
+    with served(path, log, *options) as (url, _):
+        yield url
 
 
 def raw_get(url: str, path: str) -> tuple[int, bytes]:
@@ -159,6 +173,30 @@ def test_a_file_landing_gives_the_click_the_field_and_the_lead(
 ) -> None:
     with serving(landing_dir, tmp_path / "serve.log") as url:
         assert_journey(url, tracker)
+
+
+def test_workers_share_the_port_and_one_that_dies_is_replaced(
+    landing_dir: Path, tracker: Tracker, tmp_path: Path
+) -> None:
+    log = tmp_path / "serve.log"
+
+    def started() -> list[int]:
+        return [int(pid) for pid in re.findall(r"Worker (\d+) started", log.read_text())]
+
+    with served(landing_dir, log, "--workers", "2", "--threads", "2") as (url, process):
+        first, second = eventually(lambda: len(started()) == 2 and started())
+        assert_journey(url, tracker)  # each request to either worker: one journey, one cookie
+        os.kill(first, signal.SIGKILL)
+        replacement = eventually(lambda: started()[2:])[0]
+        assert f"Worker {first} ended (killed by SIGKILL); starting another" in log.read_text()
+        for _ in range(10):
+            assert requests.get(f"{url}/css/style.css", timeout=5).content == CSS
+        os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: the parent and its workers get it
+        assert process.wait(30) == 0
+    for pid in (second, replacement):  # stopped and reaped with their parent
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    assert "Traceback" not in log.read_text()
 
 
 def test_assets_come_back_cached_and_untouched(
