@@ -48,7 +48,7 @@ def _number(value: Any) -> bool:
 
 
 def _table(value: Any) -> bool:
-    return isinstance(value, dict) and not any(isinstance(v, dict) for v in value.values())
+    return isinstance(value, dict)
 
 
 def _text_table(value: Any) -> bool:
