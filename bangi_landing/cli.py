@@ -12,12 +12,13 @@ import inspect
 import os
 import re
 import secrets
-import threading
+import signal
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -25,8 +26,11 @@ from . import __version__, config
 from .destinations.orders import orders_key
 from .outbox import Outbox, state_dir
 from .retry import RetryPolicy
-from .serving import Site, serve, stop_signal
+from .serving import STOP_SIGNALS, Site, serve, stop_signal
 from .stores import Store
+
+if TYPE_CHECKING:
+    from .files import Landing
 
 _host = click.option(
     "--host", default="127.0.0.1", show_default=True, help="Interface to listen on."
@@ -251,11 +255,18 @@ PROXY_HEADERS = "x-forwarded-for x-forwarded-proto x-forwarded-host x-forwarded-
     "--port", default=8000, show_default=True, type=_port, help="Port to listen on (0: any free)."
 )
 @click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Processes, each with --threads threads, sharing the port (more than 1: POSIX only).",
+)
+@click.option(
     "--threads",
     default=8,
     show_default=True,
     type=click.IntRange(1, 256),
-    help="Requests served at once (waitress's worker threads).",
+    help="Requests each process serves at once (waitress's worker threads).",
 )
 @click.option(
     "--trusted-proxy",
@@ -266,24 +277,33 @@ PROXY_HEADERS = "x-forwarded-for x-forwarded-proto x-forwarded-host x-forwarded-
 )
 @click.option("--check", is_flag=True, help="Check the landing, print what it does, serve nothing.")
 def serve_files(
-    path: Path, host: str, port: int, threads: int, trusted_proxy: str | None, check: bool
+    path: Path,
+    host: str,
+    port: int,
+    workers: int,
+    threads: int,
+    trusted_proxy: str | None,
+    check: bool,
 ) -> None:
     """Serve a landing made of files: a folder, or a ``.zip`` of one.
 
     HTML pages get the click, the field in every form and the lead from the
     form's POST (whatever its action: ``order.php``, ``api/send``), answered
     with a 303 to the thank-you page (``thanks.html``, ``success.html``, or
-    ``thank_you`` in ``landing.toml``). Assets are served with caching headers.
+    ``thank_you`` in ``landing.toml``); its ``[order]`` table forwards the
+    order to the CPA network. Assets are served with caching headers.
     Settings: ``landing.toml`` in the folder or beside it, and ``BANGI_*``
-    variables (which win). Runs on waitress, one process; for several, run
-    ``bangi_landing.files:create_app`` under gunicorn (see the README).
+    variables (which win). Runs on waitress; ``--workers N`` forks N waitress
+    processes sharing the port (a worker that dies is restarted), each with
+    ``--threads`` threads.
     """
     import logging
 
-    from waitress import create_server
-
+    from . import prefork
     from .files import load
 
+    if workers > 1 and not hasattr(os, "fork"):
+        raise click.UsageError("--workers above 1 needs os.fork (Linux, macOS): use --threads")
     with contextlib.ExitStack() as stack:
         try:
             landing = load(path, stack)
@@ -295,30 +315,77 @@ def serve_files(
         if check:
             return
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-        app = landing.wsgi()
-        stack.callback(app.middleware.close)
-        server = create_server(
-            app,
-            host=host,
-            port=port,
-            threads=threads,
-            ident="bangi-landing",
+        options: dict[str, Any] = {
+            "threads": threads,
+            "ident": "bangi-landing",
             # An order form's POST is a few KiB: no visitor needs waitress's 1 GiB default.
-            max_request_body_size=MAX_REQUEST_BODY,
-            **(
-                {"trusted_proxy": trusted_proxy, "trusted_proxy_headers": PROXY_HEADERS}
-                if trusted_proxy
-                else {}
-            ),
-        )
-        stack.callback(server.close)
-        url_host = f"[{host}]" if ":" in host else host
-        click.echo(f"Landing: http://{url_host}:{server.effective_port}/")
+            "max_request_body_size": MAX_REQUEST_BODY,
+        }
+        if trusted_proxy:
+            options.update(trusted_proxy=trusted_proxy, trusted_proxy_headers=PROXY_HEADERS)
+        if workers == 1:
+            _serve_landing(landing, {"host": host, "port": port, **options})
+            return
+        try:
+            listener = prefork.listen(host, port)
+        except OSError as error:
+            raise click.ClickException(f"cannot listen on {host}:{port}: {error}") from None
+        stack.callback(listener.close)
+        _echo_url(host, listener.getsockname()[1])
+        work = functools.partial(_serve_landing, landing, {"sockets": [listener], **options})
         with stop_signal() as stop:
-            threading.Thread(target=server.run, daemon=True).start()
-            while not stop.wait(0.5):  # timed: the main thread stays responsive to signals
-                pass
+            try:
+                prefork.run(workers, work, stop, click.echo)
+            except prefork.WorkerBootError as error:
+                raise click.ClickException(str(error)) from None
         click.echo("Shutting down.")
+
+
+def _serve_landing(landing: Landing, options: dict[str, Any]) -> None:
+    """Serve ``landing`` on waitress with ``options`` until SIGINT or SIGTERM.
+
+    The app (its sender's threads, its outbox) is made here, in the process
+    that serves it: a ``--workers`` child makes its own. The server runs in
+    this thread, where a signal interrupts it as waitress expects (its own
+    Ctrl-C): it then lets its threads finish the requests in hand (up to 5 s)
+    before its sockets close, so that none writes to a closed one.
+    """
+    from waitress import create_server
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        # Once: a second signal (Ctrl-C reaches a worker and its parent, which
+        # then sends SIGTERM) must not interrupt the shutdown it started.
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, _ignore)
+        raise KeyboardInterrupt
+
+    app = landing.wsgi()
+    try:
+        server = create_server(app, **options)
+        try:
+            if "sockets" not in options:  # a worker's URL is the parent's to print
+                _echo_url(options["host"], server.effective_port)
+            previous = {sig: signal.signal(sig, interrupt) for sig in STOP_SIGNALS}
+            try:
+                server.run()  # returns on the signal, its threads done
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+        finally:
+            server.close()
+    finally:
+        app.middleware.close()
+    if "sockets" not in options:
+        click.echo("Shutting down.")
+
+
+def _ignore(signum: int, frame: FrameType | None) -> None:
+    """A signal handler that does nothing: the signal is already being acted on."""
+
+
+def _echo_url(host: str, port: int) -> None:
+    url_host = f"[{host}]" if ":" in host else host
+    click.echo(f"Landing: http://{url_host}:{port}/")
 
 
 @main.command("new")

@@ -11,7 +11,9 @@ thank-you page.
 Settings come from ``landing.toml`` in the folder or beside it, and from the
 ``BANGI_*`` environment variables, which win over the file (so one file can
 serve a test and a production tracker). Secrets are never in the file: it
-names the environment variable that holds each (``secret_key_env``).
+names the environment variable that holds each (``secret_key_env``). Its
+``[order]`` table forwards each order to a CPA network (see
+:mod:`bangi_landing.order_table`).
 """
 
 from __future__ import annotations
@@ -33,8 +35,9 @@ from urllib.parse import quote
 from werkzeug.middleware.shared_data import SharedDataMiddleware
 from werkzeug.wrappers import Response
 
-from . import config
+from . import config, order_table
 from .core import VARIANT_KEY
+from .destinations import NetworkOrders
 from .events import Event
 from .wsgi import BangiLanding
 
@@ -58,7 +61,9 @@ SECRET_OPTIONS = {
     "altercpa_token": "BANGI_ALTERCPA_TOKEN",
     "relay_secret": "BANGI_RELAY_SECRET",
 }
-_FILE_ONLY = frozenset({"thank_you", *(f"{name}_env" for name in SECRET_OPTIONS)})
+_FILE_ONLY = frozenset(
+    {"thank_you", order_table.TABLE, *(f"{name}_env" for name in SECRET_OPTIONS)}
+)
 _OPTIONS = {setting.option: name for name, setting in config.SETTINGS.items()}
 
 
@@ -71,6 +76,13 @@ class Form:
     page: str  # the page's path in the folder
     action: str  # as written; "" posts to the page itself
     method: str
+    fields: tuple[str, ...] = ()  # the names of its inputs, selects and text areas
+
+    @property
+    def gives_lead(self) -> bool:
+        """Whether its submit comes here as a POST: the lead (and the order)."""
+        target = self.action or self.page
+        return self.method == "POST" and "://" not in target and not target.startswith("//")
 
 
 @dataclass(frozen=True)
@@ -84,6 +96,7 @@ class Landing:
     pages: tuple[str, ...]
     forms: tuple[Form, ...]
     variants: Mapping[str, float] = field(default_factory=dict)
+    orders: NetworkOrders | None = None  # the [order] table's, also in options' destinations
 
     def checked(self) -> BangiLanding:
         """A middleware of these options, checked as the served one will be, sending nothing.
@@ -105,14 +118,15 @@ class Landing:
             f"Pages: {', '.join(self.pages)}",
         ]
         for form in self.forms:
-            target = form.action or form.page
-            if form.method != "POST":
-                outcome = "a GET: no lead (a lead is a POST)"
-            elif "://" in target or target.startswith("//"):
-                outcome = "another site: no lead here"
-            else:
+            if form.gives_lead:
                 outcome = f"the lead, then a 303 to /{self.thank_you}"
-            lines.append(f"Form in {form.page}: {form.method} {target} -> {outcome}")
+            elif form.method != "POST":
+                outcome = "a GET: no lead (a lead is a POST)"
+            else:
+                outcome = "another site: no lead here"
+            lines.append(
+                f"Form in {form.page}: {form.method} {form.action or form.page} -> {outcome}"
+            )
         if not self.forms:
             lines.append("Forms: none (no page has a form: no lead can come)")
         lines.append(f"Thank-you page: {self.thank_you or 'none'}")
@@ -123,7 +137,11 @@ class Landing:
         if self.variants:
             split = ", ".join(f"{name}/ ({weight:g})" for name, weight in self.variants.items())
             lines.append(f"Split test: {split}")
-        lines.append("The order is not forwarded to a CPA network (not supported yet)")
+        if self.orders is None:
+            lines.append(f"Order: not forwarded to a CPA network (no [order] in {SETTINGS_FILE})")
+        else:
+            sent = (name for form in self.forms if form.gives_lead for name in form.fields)
+            lines.extend(order_table.describe(self.orders, sent))
         return lines
 
     def wsgi(self, **options: Any) -> FileLanding:
@@ -156,6 +174,19 @@ def load(path: Path, stack: ExitStack) -> Landing:
     if not pages:
         raise LandingError(f"{path}: no HTML page (index.html, ...) to serve")
     options = _options(data, settings_file)
+    orders = None
+    if order_table.TABLE in data:
+        if options.get("order_url") or config.option("order_url", None):
+            # Two order destinations would send every order twice.
+            raise LandingError(
+                f"{settings_file}: [{order_table.TABLE}] and order_url (BANGI_ORDER_URL)"
+                " both describe the order destination: keep one"
+            )
+        try:
+            orders = order_table.network_orders(data[order_table.TABLE], settings_file)
+        except config.ConfigurationError as error:
+            raise LandingError(str(error)) from None
+        options["destinations"] = [orders]
     variants = options.get("variants") or config.option("variants", None) or {}
     for name in variants:
         if resolve(root, name) is None:
@@ -173,7 +204,7 @@ def load(path: Path, stack: ExitStack) -> Landing:
             f"{path}: its forms need a thank-you page: add {' or '.join(THANK_YOU_PAGES[::3])},"
             f" or name one as thank_you in {SETTINGS_FILE}"
         )
-    landing = Landing(root, settings_file, options, thank_you, pages, forms, dict(variants))
+    landing = Landing(root, settings_file, options, thank_you, pages, forms, dict(variants), orders)
     landing.checked()
     return landing
 
@@ -273,27 +304,33 @@ def _pages(root: Path) -> Iterable[str]:
 
 
 class _FormFinder(HTMLParser):
+    """Each form's action, method and field names (a field outside any form is the last one's)."""
+
     def __init__(self) -> None:
         super().__init__()
-        self.forms: list[tuple[str, str]] = []
+        self.forms: list[tuple[str, str, list[str]]] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = dict(attrs)
         if tag == "form":
-            found = dict(attrs)
-            self.forms.append((found.get("action") or "", (found.get("method") or "get").upper()))
+            action, method = found.get("action") or "", (found.get("method") or "get").upper()
+            self.forms.append((action, method, []))
+        elif tag in ("input", "select", "textarea", "button") and self.forms and found.get("name"):
+            self.forms[-1][2].append(str(found["name"]))
 
 
 def _forms(root: Path, page: str) -> list[Form]:
     finder = _FormFinder()
     finder.feed((root / page).read_text(errors="replace"))
-    return [Form(page, action, method) for action, method in finder.forms]
+    return [Form(page, action, method, tuple(names)) for action, method, names in finder.forms]
 
 
 def resolve(root: Path, path: str) -> Path | None:
     """The file a URL path names inside ``root`` (a folder: its ``index.html``), else None.
 
     None for anything that would leave the folder (``..``, a symlink out),
-    dotfiles and dot-folders, ``landing.toml`` and server-side source.
+    dotfiles and dot-folders, ``landing.toml`` and server-side source, and for
+    a file's path with a trailing slash (``/about.html/``), as a static server has it.
     ``path`` is PEP 3333's ``PATH_INFO``: already percent-decoded, so an
     encoded ``..`` is a ``..`` here.
     """
@@ -306,6 +343,8 @@ def resolve(root: Path, path: str) -> Path | None:
         found = os.path.realpath(os.path.join(base, *parts))  # noqa: PTH118
         if os.path.isdir(found):  # noqa: PTH112
             found = os.path.realpath(os.path.join(found, "index.html"))  # noqa: PTH118
+        elif path.endswith("/"):
+            return None  # a file named as a folder: its relative links would all break
         if not found.startswith(base.rstrip(os.sep) + os.sep):
             return None  # a symlink out of the folder
         if not os.path.isfile(found):  # noqa: PTH113
@@ -434,9 +473,9 @@ class _NoSender:
 def create_app(path: str | os.PathLike[str]) -> WSGIApplication:
     """The landing at ``path`` for any WSGI server.
 
-    ``gunicorn 'bangi_landing.files:create_app("site")'`` runs it in several
-    processes (``serve`` runs one, with threads). A zip's temporary folder
-    lasts as long as the process.
+    ``gunicorn 'bangi_landing.files:create_app("site")'`` runs it under
+    gunicorn (``serve --workers`` runs waitress processes). A zip's temporary
+    folder lasts as long as the process.
     """
     stack = ExitStack()
     atexit.register(stack.close)

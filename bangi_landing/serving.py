@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 from werkzeug._internal import _log  # the request log's logger, set up as werkzeug does
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # what stops a server: Ctrl-C, systemd
+
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
 
@@ -108,7 +110,7 @@ def stop_signal() -> Iterator[threading.Event]:
     def request_stop(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
-    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, request_stop) for sig in STOP_SIGNALS}
     try:
         yield stop
     finally:

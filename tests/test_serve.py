@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import http.client
 import os
+import re
+import signal
+import subprocess
 import sys
 import zipfile
 from collections.abc import Iterator
@@ -47,8 +50,27 @@ def page(title: str, body: str) -> str:
     )
 
 
-def make_landing(folder: Path, tracker_url: str) -> Path:
-    """A bought landing as it comes: pages, a form handler in PHP, images, CSS, settings."""
+# The order as the bundled tracker's fake network takes it, sub1 added by NetworkOrders.
+ORDER_TABLE = """
+[order]
+url = "{tracker_url}/network/orders"
+success = ["status", "ok"]
+order_id = "id"
+
+[order.fields]
+offer_id = "1001"
+name = "{{name}}"
+phone = "{{phone}}"
+sub2 = "{{source}}"
+"""
+
+
+def make_landing(folder: Path, tracker_url: str, *, order: bool = True) -> Path:
+    """A bought landing as it comes: pages, a form handler in PHP, images, CSS, settings.
+
+    With ``order``, its ``landing.toml`` forwards each order to the fake network
+    of the tracker at ``tracker_url``.
+    """
     (folder / "css").mkdir(parents=True)
     (folder / "img").mkdir()
     (folder / "index.html").write_text(
@@ -62,6 +84,7 @@ def make_landing(folder: Path, tracker_url: str) -> Path:
     (folder / "img" / "café crème.png").write_bytes(PNG[::-1])
     (folder / "landing.toml").write_text(
         f'tracker_url = "{tracker_url}"\ncampaign_id = 7\nsecret_key_env = "SHOP_SECRET"\n'
+        + (ORDER_TABLE.format(tracker_url=tracker_url) if order else "")
     )
     return folder
 
@@ -73,15 +96,26 @@ def landing_dir(tmp_path: Path, tracker: Tracker) -> Path:
 
 
 @contextmanager
-def serving(path: Path, log: Path, *options: str) -> Iterator[str]:
-    """``bangi-landing serve path *options`` in a process of its own; its URL."""
+def served(path: Path, log: Path, *options: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``bangi-landing serve path *options`` in a process of its own; its URL and process."""
     port = free_port()
     env = {**os.environ, "SHOP_SECRET": SHOP_SECRET}
     command = [sys.executable, "-m", "bangi_landing", "serve", str(path), "--port", str(port)]
     command += options
     with running(command, env, log) as process:
         wait_for_port(port, process, log)
-        yield f"http://127.0.0.1:{port}"
+        try:
+            yield f"http://127.0.0.1:{port}", process
+        finally:  # stopped as an operator stops it: a zip's temporary folder goes too
+            process.terminate()
+            process.wait(30)
+
+
+@contextmanager
+def serving(path: Path, log: Path, *options: str) -> Iterator[str]:
+    """``bangi-landing serve path *options`` in a process of its own; its URL."""
+    with served(path, log, *options) as (url, _):
+        yield url
 
 
 def raw_get(url: str, path: str) -> tuple[int, bytes]:
@@ -96,7 +130,8 @@ def raw_get(url: str, path: str) -> tuple[int, bytes]:
 
 
 def assert_journey(url: str, tracker: Tracker) -> None:
-    """A visit: a click and the field in every form; the POST: the lead and the thank-you page."""
+    """A visit: a click and the field in every form; the POST: the lead, the order at the
+    network with the page's sub1, and the thank-you page."""
     browser = requests.Session()
     home = browser.get(f"{url}/?source=fb", timeout=5)
     assert home.status_code == 200
@@ -106,9 +141,10 @@ def assert_journey(url: str, tracker: Tracker) -> None:
     about = browser.get(f"{url}/about.html", timeout=5)
     assert form_click_ids(about.text) == [click["clickId"]]  # the same journey
 
+    [sub1] = form_click_ids(about.text)
     order = browser.post(
         f"{url}/order.php",
-        data={"name": "Ana Lima", "phone": "+55 11 99999 0000", "sub1": click["clickId"]},
+        data={"name": "Ana Lima", "phone": "+55 11 99999 0000", "sub1": sub1},
         allow_redirects=False,
         timeout=5,
     )
@@ -120,6 +156,15 @@ def assert_journey(url: str, tracker: Tracker) -> None:
     [lead] = eventually(lambda: tracker.events(type="lead"))
     assert lead["clickId"] == click["clickId"]
     assert "99999" not in str(lead["params"])  # personal data stays on the landing
+    [sent] = eventually(tracker.store.network_orders)
+    assert sent["clickId"] == click["clickId"]
+    assert sent["params"] == {
+        "offer_id": "1001",
+        "name": "Ana Lima",
+        "phone": "+55 11 99999 0000",
+        "sub2": "fb",  # the landing URL's ?source=, kept for the journey
+        "sub1": click["clickId"],
+    }
     assert len(tracker.events(type="click")) == 1
 
 
@@ -128,6 +173,30 @@ def test_a_file_landing_gives_the_click_the_field_and_the_lead(
 ) -> None:
     with serving(landing_dir, tmp_path / "serve.log") as url:
         assert_journey(url, tracker)
+
+
+def test_workers_share_the_port_and_one_that_dies_is_replaced(
+    landing_dir: Path, tracker: Tracker, tmp_path: Path
+) -> None:
+    log = tmp_path / "serve.log"
+
+    def started() -> list[int]:
+        return [int(pid) for pid in re.findall(r"Worker (\d+) started", log.read_text())]
+
+    with served(landing_dir, log, "--workers", "2", "--threads", "2") as (url, process):
+        first, second = eventually(lambda: len(started()) == 2 and started())
+        assert_journey(url, tracker)  # each request to either worker: one journey, one cookie
+        os.kill(first, signal.SIGKILL)
+        replacement = eventually(lambda: started()[2:])[0]
+        assert f"Worker {first} ended (killed by SIGKILL); starting another" in log.read_text()
+        for _ in range(10):
+            assert requests.get(f"{url}/css/style.css", timeout=5).content == CSS
+        os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: the parent and its workers get it
+        assert process.wait(30) == 0
+    for pid in (second, replacement):  # stopped and reaped with their parent
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    assert "Traceback" not in log.read_text()
 
 
 def test_assets_come_back_cached_and_untouched(
@@ -170,6 +239,9 @@ def test_assets_come_back_cached_and_untouched(
         "/order.php",
         "/.env",
         "/nothing-here.html",
+        "/about.html/",  # a file named as a folder
+        "/css/style.css/",
+        "/index.html//",
         "/%ff.html",  # not UTF-8
         "/%00.html",
         "/" + "a" * 5000,
@@ -275,8 +347,54 @@ def test_check_prints_what_serve_will_do(tmp_path: Path, monkeypatch: pytest.Mon
     assert "Form in about.html: POST api/send -> the lead, then a 303 to /success.html" in lines
     assert "Thank-you page: success.html" in lines
     assert "Destination: bangi http://127.0.0.1:9/" in lines
+    assert "Destination: orders http://127.0.0.1:9/network/orders" in lines
+    assert (
+        "Order: POST http://127.0.0.1:9/network/orders: offer_id (fixed), name = {name},"
+        " phone = {phone}, sub2 = {source}, sub1 = {clickId}"
+    ) in lines
+    assert (
+        "Order field {source}: no form sends source: taken from the landing URL (?source=...),"
+        " else sent empty"
+    ) in lines
+    assert not any(line.startswith("Warning") for line in lines)  # the forms send the rest
     assert "Campaign: 7" in lines
     assert SHOP_SECRET not in output
+
+    (folder / "landing.toml").write_text(
+        make_landing(tmp_path / "plain", "http://127.0.0.1:9", order=False)
+        .joinpath("landing.toml")
+        .read_text()
+    )
+    assert "Order: not forwarded to a CPA network (no [order] in landing.toml)" in (
+        check(folder, monkeypatch)[1].splitlines()
+    )
+
+
+def test_check_names_the_order_fields_no_form_sends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = make_landing(tmp_path / "site", "http://127.0.0.1:9", order=False)
+    # A search form sends an email, but by GET: it makes no lead, so no order.
+    (folder / "about.html").write_text(
+        page("About", '<form action="search"><input name="email"></form>')
+    )
+    token = "tok-0123456789-network"
+    monkeypatch.setenv("NETWORK_TOKEN", token)
+    with (folder / "landing.toml").open("a") as settings:
+        settings.write(
+            "[order]\n"
+            'url = "http://127.0.0.1:9/orders?token={env:NETWORK_TOKEN}"\n'
+            'body = "json"\n'
+            'headers = { X-Api-Key = "{env:NETWORK_TOKEN}" }\n'
+            'fields = { key = "k-live-42", phone = "{phone}", mail = "{email}", ip = "{ip}" }\n'
+        )
+    code, output = check(folder, monkeypatch)
+    assert code == 0, output
+    lines = output.splitlines()
+    assert "Warning: order field {email}: no form sends email: always sent empty" in lines
+    assert not any("{phone}:" in line or "{ip}:" in line for line in lines)
+    for secret in (token, "token=", "k-live-42"):
+        assert secret not in output
 
 
 @pytest.mark.parametrize(
@@ -293,12 +411,29 @@ def test_check_prints_what_serve_will_do(tmp_path: Path, monkeypatch: pytest.Mon
         ("link_hosts = 5\n", "landing.toml: BANGI_LINK_HOSTS must be list or tuple, not int"),
         ('max_submit_size = "big"\n', "landing.toml: BANGI_MAX_SUBMIT_SIZE: invalid literal"),
         ("durable_clicks = 1\n", "landing.toml: BANGI_DURABLE_CLICKS must be bool, not int"),
+        ('order = "http://n.example/o"\n', "landing.toml: order must be a table"),
+        ("[order]\nurl = 5\n", "landing.toml: [order] url must be text"),
+        ('[order]\nfields = { name = "{name}" }\n', "landing.toml: [order] url is required"),
+        ('[order]\nurl = "http://n.example/o"\ncolour = 1\n', "[order] unknown key 'colour'"),
+        ('[order]\nurl = "http://n.example/o"\nsuccess = "ok"\n', "[order] success must be"),
+        ('[order]\nurl = "http://n.example/o"\nmethod = "PUT"\n', "must be POST or GET, not 'PUT'"),
+        ('[order]\nurl = "http://n.example/o"\nfields = 3\n', "[order] fields must be a table"),
+        ('[order]\nurl = "ftp://n.example/o"\n', "must be an http(s) URL"),
+        ('[order]\nurl = "http://u:hunter2@n.example/o"\n', "keep the password out of the file"),
+        (
+            'order_url = "http://n.example/a"\n[order]\nurl = "http://n.example/o"\n',
+            "[order] and order_url (BANGI_ORDER_URL) both describe the order destination",
+        ),
+        (
+            '[order]\nurl = "http://n.example/o?t={env:UNSET_TOKEN}"\n',
+            "{env:UNSET_TOKEN}, which is not set",
+        ),
     ],
 )
 def test_check_names_what_is_wrong(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings: str, message: str
 ) -> None:
-    folder = make_landing(tmp_path / "site", "http://127.0.0.1:9")
+    folder = make_landing(tmp_path / "site", "http://127.0.0.1:9", order=False)
     (tmp_path / "outside.html").write_text(page("Not the landing's", ""))
     given = {line.partition(" =")[0] for line in settings.splitlines()}
     base = (folder / "landing.toml").read_text().splitlines()

@@ -46,7 +46,7 @@ logger = logging.getLogger("bangi_landing")
 _MACRO = re.compile(r"\{([A-Za-z0-9_.\-]+)\}")
 _ENV = re.compile(r"\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
 # Macros the order itself fills: never kept from the landing URL.
-_BUILT_IN = frozenset({"clickId", "eventId", "ip", "userAgent", "referer"})
+BUILT_IN_MACROS = frozenset({"clickId", "eventId", "ip", "userAgent", "referer"})
 DEAD_ORDER_RETENTION = 7 * 24 * 3600.0
 # An order's values shorter than this are not cut from a network's reason: "1" is no secret.
 _MIN_REDACTED = 3
@@ -123,13 +123,14 @@ class NetworkOrders(HttpDestination):
         texts = [v for v in self.fields.values() if isinstance(v, str)]
         if "sub1" not in self.fields and not any("{clickId}" in t for t in texts):
             self.fields["sub1"] = "{clickId}"
-        macros = {name for text in texts for name in _MACRO.findall(text)}
+        # The macros the fields name: ``serve --check`` tells which no form sends.
+        self.macros = frozenset(name for text in texts for name in _MACRO.findall(text))
         # Landing URL parameters are kept in the journey cookie and the outbox in clear:
         # a name, a phone or a secret is taken from the submit only, never kept from a URL.
         self.journey_params = tuple(
             sorted(
                 name
-                for name in macros - _BUILT_IN
+                for name in self.macros - BUILT_IN_MACROS
                 if not is_personal_field(name) and not is_secret_field(name)
             )
         )
