@@ -17,7 +17,7 @@ The rows split a new visitor's cost:
 * ``store``: the outbox on, the tracker refusing connections: + writing events;
 * ``deliver``: the outbox on and delivering: + claiming, sending, deleting.
 
-Targets: a new visitor (``deliver``) ≤ 1.30 × bare, a returning one ≤ 1.10.
+Targets: a new visitor (``deliver``) at most 1.30 times bare, a returning one ≤ 1.10.
 Needs ``wrk`` (Debian's package) and gunicorn; ``--store postgres`` starts a
 throwaway PostgreSQL cluster (``tests/postgres.py``).
 """
@@ -175,9 +175,7 @@ def wrk(url: str, seconds: float, cookie: str | None) -> int:
     command = ["wrk", "-t", "2", "-c", "8", "-d", f"{seconds:g}s"]
     if cookie:
         command += ["-H", f"Cookie: {cookie}"]
-    output = subprocess.run(
-        [*command, url], capture_output=True, text=True, check=True
-    ).stdout
+    output = subprocess.run([*command, url], capture_output=True, text=True, check=True).stdout
     if "Non-2xx" in output or "Socket errors" in output:
         raise RuntimeError(f"wrk saw failures:\n{output}")
     match = re.search(r"(\d+) requests in", output)
@@ -226,9 +224,11 @@ def compare(store: str, outbox_for, rounds: int, seconds: float) -> None:  # typ
         for round_ in range(rounds):
             for name in RUNS:
                 samples[name].append(one_run(name, tracker, refused, outbox_for(), seconds))
-            print(f"  round {round_ + 1}: " + ", ".join(
-                f"{name} {samples[name][-1] * 1e6:.0f}" for name in RUNS
-            ), flush=True)
+            print(
+                f"  round {round_ + 1}: "
+                + ", ".join(f"{name} {samples[name][-1] * 1e6:.0f}" for name in RUNS),
+                flush=True,
+            )
     print(f"{store} outbox: CPU per request (median of {rounds} rounds), ÷ bare (paired)")
     for name, values in samples.items():
         ratio = statistics.median(a / b for a, b in zip(values, samples["bare"], strict=True))
@@ -244,7 +244,8 @@ def main() -> None:
     parser.add_argument("--sink", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.sink:
-        return _run_sink(args.sink)
+        _run_sink(args.sink)
+        return
     with ExitStack() as stack:
         directory = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         if args.store in ("sqlite", "both"):
