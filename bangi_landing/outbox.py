@@ -48,6 +48,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
@@ -102,14 +103,47 @@ CREATE TABLE IF NOT EXISTS journeys (
 ) WITHOUT ROWID;
 """
 
-# An event already delivered to this destination is not added again (only the
-# once-per-journey kinds are remembered as delivered, see finish()).
-_INSERT = (
-    "INSERT OR IGNORE INTO outbox"
-    " (destination, event_id, click_id, kind, event, created_at, expires_at, due_at)"
-    " SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8"
-    " WHERE NOT EXISTS (SELECT 1 FROM delivered WHERE destination = ?1 AND event_id = ?2)"
-)
+# Rows go in as one multi-row statement per chunk, and come out as one JSON
+# array, rather than one statement step per row: Python's sqlite3 lets go of
+# the GIL for every step, and each time a background thread takes it back the
+# pages' thread waits. A chunk of 100 rows binds 800 values, under SQLite's
+# oldest limit (999).
+_CHUNK = 100
+
+
+@lru_cache(maxsize=_CHUNK)
+def _insert(count: int) -> str:
+    """The statement adding ``count`` rows.
+
+    An event already delivered to this destination is not added again (only
+    the once-per-journey kinds are remembered as delivered, see finish()).
+    """
+    values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * count)
+    return (
+        "INSERT OR IGNORE INTO outbox"  # noqa: S608 (placeholders only)
+        " (destination, event_id, click_id, kind, event, created_at, expires_at, due_at)"
+        f" SELECT * FROM (VALUES {values}) AS new WHERE NOT EXISTS (SELECT 1 FROM delivered"
+        " WHERE destination = new.column1 AND event_id = new.column2)"
+    )
+
+
+@lru_cache(maxsize=_CHUNK)
+def _remember_journeys(count: int) -> str:
+    """The statement keeping ``count`` journeys' data (merged into what is kept already)."""
+    values = ", ".join(["(?, ?, ?)"] * count)
+    return (
+        "INSERT INTO journeys (click_id, params, expires_at)"  # noqa: S608 (placeholders only)
+        f" SELECT * FROM (VALUES {values}) WHERE true ON CONFLICT (click_id)"
+        " DO UPDATE SET params = json_patch(params, excluded.params)"
+    )
+
+
+def _insert_all(
+    db: sqlite3.Connection, statement: Callable[[int], str], rows: Sequence[tuple[Any, ...]]
+) -> None:
+    for start in range(0, len(rows), _CHUNK):
+        chunk = rows[start : start + _CHUNK]
+        db.execute(statement(len(chunk)), [value for row in chunk for value in row])
 
 
 def state_dir() -> Path:
@@ -224,13 +258,8 @@ class Outbox(SqlReads):
         ]
 
         def write(db: sqlite3.Connection) -> None:
-            db.executemany(_INSERT, rows)
-            db.executemany(
-                "INSERT INTO journeys (click_id, params, expires_at) VALUES (?, ?, ?)"
-                " ON CONFLICT (click_id)"
-                " DO UPDATE SET params = json_patch(params, excluded.params)",
-                journeys,
-            )
+            _insert_all(db, _insert, rows)
+            _insert_all(db, _remember_journeys, journeys)
 
         deadline = None if timeout is None else time.monotonic() + timeout
         self._run(write, durable=True, deadline=deadline)
@@ -281,21 +310,29 @@ class Outbox(SqlReads):
         context (seed 004). A click starts its journey, so it never waits.
         """
         now = self.clock()
-        rows = self._run(
-            lambda db: db.execute(
-                "UPDATE outbox SET due_at = ?, lease = ? WHERE id IN ("  # noqa: S608 (fixed orders)
-                " SELECT id FROM outbox AS o WHERE destination = ? AND state = 'pending'"
-                " AND due_at <= ? AND (kind = 'click' OR NOT EXISTS (SELECT 1 FROM outbox AS older"
+
+        def take(db: sqlite3.Connection) -> str:
+            # Two steps in all (see _CHUNK): the due rows as one JSON array, then the lease.
+            [rows] = db.execute(
+                "SELECT json_group_array(json_array(id, json(event), attempts, expires_at))"  # noqa: S608 (fixed orders)
+                " FROM (SELECT id, event, attempts, expires_at FROM outbox AS o"
+                " WHERE destination = ? AND state = 'pending' AND due_at <= ?"
+                " AND (kind = 'click' OR NOT EXISTS (SELECT 1 FROM outbox AS older"
                 "  WHERE older.destination = o.destination AND older.click_id = o.click_id"
                 "  AND older.state = 'pending' AND (older.id < o.id OR older.kind = 'click')))"
-                f" ORDER BY {'attempts, random()' if fresh_first else 'due_at, id'} LIMIT ?)"
-                " RETURNING id, event, attempts, expires_at",
-                (until, lease, destination, now, limit),
-            ).fetchall()
-        )
+                f" ORDER BY {'attempts, random()' if fresh_first else 'due_at, id'} LIMIT ?)",
+                (destination, now, limit),
+            ).fetchone()
+            db.execute(
+                "UPDATE outbox SET due_at = ?, lease = ?"
+                " WHERE id IN (SELECT json_extract(value, '$[0]') FROM json_each(?))",
+                (until, lease, rows),
+            )
+            return str(rows)
+
         claims = [
-            Claim(row_id, Event.from_dict(json.loads(text)), attempts, expires_at)
-            for row_id, text, attempts, expires_at in rows
+            Claim(row_id, Event.from_dict(event), attempts, expires_at)
+            for row_id, event, attempts, expires_at in json.loads(self._run(take))
         ]
         claims.sort(key=lambda claim: claim.id)
         if journeys and claims:

@@ -80,8 +80,16 @@ class CircuitBreaker:
     closes the breaker; a failure pauses it again, longer each time, so a
     tracker that is down gets one attempt per backoff period.
 
+    It also says how many events may go at once to a destination that takes
+    them in a batch (pipelined, see ``HttpDestination.request_all``): one at
+    first and after a failure, one more for each delivery, as TCP's slow
+    start does, so a destination that begins to fail gets few requests sent
+    before the pause, and a working one gets whole batches.
+
     Per process and destination, shared by the process's delivery threads.
     """
+
+    MAX_DEPTH = 1024
 
     def __init__(self, policy: RetryPolicy) -> None:
         self.policy = policy
@@ -90,6 +98,7 @@ class CircuitBreaker:
         self._failed: set[str] = set()  # eventIds failed since the last delivery
         self._pauses = 0  # in a row, since the last delivery
         self._last_delivery = -math.inf
+        self._depth = 1
 
     @property
     def is_open(self) -> bool:
@@ -99,6 +108,10 @@ class CircuitBreaker:
     def is_paused(self, now: float) -> bool:
         return now < self.paused_until
 
+    def depth(self, most: int) -> int:
+        """How many events to send at once, ``most`` at most."""
+        return max(1, min(most, self._depth))
+
     def delivered(self, now: float) -> None:
         """An event went through: the destination works."""
         with self._lock:
@@ -106,6 +119,7 @@ class CircuitBreaker:
             self._pauses = 0
             self.paused_until = 0.0
             self._last_delivery = max(self._last_delivery, now)
+            self._depth = min(self._depth + 1, self.MAX_DEPTH)
 
     def failed(
         self, event_id: str, now: float, retry_after: float | None = None
@@ -116,6 +130,7 @@ class CircuitBreaker:
         attempt, begun before the pause) changes nothing.
         """
         with self._lock:
+            self._depth = 1
             if now < self.paused_until:
                 return None
             self._failed.add(event_id)

@@ -74,6 +74,10 @@ FORGET_INTERVAL = 3600.0  # how often expired journey data is dropped from the o
 # thread or process holds it), then leaves the lead to the writer thread.
 LEAD_WRITE_TIMEOUT = 0.5
 WRITE_RETRY_INTERVAL = 1.0  # how often the writer tries again while the outbox refuses events
+# A destination answering a pipelined batch this slowly (seconds per event, over
+# a batch this large at least) gets its batches shared out between threads.
+SLOW_ANSWERS = 0.002
+SLOW_ANSWERS_BATCH = 8
 
 
 class Stats:
@@ -199,7 +203,9 @@ class BackgroundSender:
         one attempt each, dropped when the queue is full or the process exits.
     :param queue_size: events waiting in memory at most.
     :param retry: backoff, ``Retry-After`` cap and maximum age.
-    :param batch_size: outbox rows claimed at a time.
+    :param batch_size: outbox rows claimed at a time by a thread, for a
+        destination that takes batches (pipelined); for any other, its share
+        (``batch_size // concurrency``).
     :param concurrency: delivery threads (with an outbox): events in flight at
         once, each thread over its own kept-alive connection, so one waiting
         for the tracker's answer does not hold the others back.
@@ -272,6 +278,8 @@ class BackgroundSender:
         self._delivered = 0  # batches finished (by any thread)
         self._breakers = {key: CircuitBreaker(self.retry) for key in self._keys}
         self._probes = {key: threading.Lock() for key in self._keys}  # see deliver_due
+        self._whole_batches: dict[str, bool] = {}  # see _claim_and_deliver
+        self._answer_times: dict[str, float] = {}  # seconds per event, see _chunk
         self._reported = self.stats.snapshot()
         self._next_report = self.clock() + self.report_interval
         self._next_forget = 0.0  # expired journeys are dropped on the first pass, then hourly
@@ -396,11 +404,20 @@ class BackgroundSender:
         """Events waiting: in the outbox (all processes), or in memory."""
         return self.outbox.depth() if self.outbox is not None else len(self._pending)
 
-    def wake(self) -> None:
-        """Look at the outbox now (tests with a fake clock call this after moving it)."""
+    def wake(self, *, one: bool = False) -> None:
+        """Look at the outbox now (tests with a fake clock call this after moving it).
+
+        :param one: wake one delivery thread, not all: new rows of this process's
+            own. That thread wakes another if it finds more than its share
+            (``_claim_and_deliver``), so a fast tracker keeps one thread busy,
+            not four taking turns, and a backlog still gets them all.
+        """
         with self._wakes:
             self._wake_generation += 1
-            self._wakes.notify_all()
+            if one:
+                self._wakes.notify()
+            else:
+                self._wakes.notify_all()
 
     # Threads
 
@@ -484,7 +501,7 @@ class BackgroundSender:
         if self._write_failing:
             self._write_failing = False
             logger.info("bangi-landing: the outbox %s takes events again", self.outbox.name)
-        self.wake()
+        self.wake(one=True)
         return True
 
     def _deliver_from_memory(self) -> None:
@@ -605,14 +622,25 @@ class BackgroundSender:
         """
         assert self.outbox is not None
         now = self.clock()
+        # A destination that answers fast gets whole batches: one pipelined exchange,
+        # one claim and one finish for all. Any other (one that takes events one at
+        # a time, or answers each slowly) has them shared out between the threads,
+        # which then wait for its answers side by side (see _timed).
+        if self._whole_batches.get(destination.key):
+            share = self.batch_size
+        else:
+            share = self.batch_size // self.concurrency
+        limit = 1 if probe else max(1, share)
         claims = self.outbox.claim(
             destination.key,
             self._lease_token,
-            limit=1 if probe else max(1, self.batch_size // self.concurrency),
+            limit=limit,
             until=now + self.lease,
             journeys=bool(destination.journey_params),
             fresh_first=probe,
         )
+        if len(claims) == limit and not probe:
+            self.wake(one=True)  # there may be more: another thread takes the next share
         if claims:
             self._deliver_claims(destination, claims)
         return bool(claims)
@@ -625,33 +653,83 @@ class BackgroundSender:
         dead: list[tuple[int, str]] = []
         release: list[int] = []
         lease_end = self.clock() + self.lease
-        for index, claim in enumerate(claims):
+        # A destination that takes a batch (deliver_all) gets as many at once as the
+        # breaker trusts it with; any other one at a time. A pause or a short lease
+        # is noticed between batches.
+        batches = hasattr(destination, "deliver_all")
+        start = 0
+        while start < len(claims):
             if breaker.is_paused(self.clock()):  # failing as a whole: the rest waits
-                release = [c.id for c in claims[index:]]
+                release = [c.id for c in claims[start:]]
                 break
             if self.clock() > lease_end - self.lease / 2:  # a slow destination: keep the rows
                 # All of them: those sent already are deleted only by finish() below,
                 # and another sender must not take them again meanwhile.
                 lease_end = self.clock() + self.lease
                 self.outbox.extend([c.id for c in claims], self._lease_token, lease_end)
-            try:
-                destination.deliver(claim.event)
-            except DeliveryError as error:
-                self._failed(destination, breaker, claim, error, retry, dead)
-            except Exception:  # a bug, maybe on what this event holds: it backs off alone
-                logger.exception(
-                    "bangi-landing: unexpected error delivering %s event %s to %s",
-                    claim.event.kind,
-                    claim.event.event_id,
-                    destination.name,
-                )
-                bug = DeliveryError("unexpected error in the destination", retryable=True)
-                self._failed(destination, breaker, claim, bug, retry, dead)
-            else:
-                sent.append(claim.id)
-                breaker.delivered(self.clock())
-                self.stats.add("sent")
+            batch = claims[
+                start : start + (self._chunk(destination, len(claims)) if batches else 1)
+            ]
+            start += len(batch)
+            for claim, error in zip(batch, self._timed(destination, batch), strict=True):
+                if error is None:
+                    sent.append(claim.id)
+                    breaker.delivered(self.clock())
+                    self.stats.add("sent")
+                else:
+                    self._failed(destination, breaker, claim, error, retry, dead)
         self.outbox.finish(self._lease_token, sent=sent, retry=retry, release=release, dead=dead)
+
+    def _chunk(self, destination: Destination, most: int) -> int:
+        """How many claimed events to pipeline at once: as many as the breaker trusts
+        the destination with, and no more than its answers take a quarter lease for
+        (the lease is extended between chunks, see _deliver_claims)."""
+        depth = self._breakers[destination.key].depth(most)
+        answer_time = self._answer_times.get(destination.key)
+        if answer_time:
+            depth = min(depth, max(1, int(self.lease / 4 / answer_time)))
+        return depth
+
+    def _timed(self, destination: Destination, claims: list[Claim]) -> list[DeliveryError | None]:
+        """``_attempt``, noting how fast the destination answers (see ``_chunk``).
+
+        Answers to a pipelined batch come one after another: a batch of
+        ``SLOW_ANSWERS_BATCH`` or more that took ``SLOW_ANSWERS`` s or more per
+        event means a tracker slow at each request, which parallel connections
+        speed up; a far one (a long round trip, fast answers) is quick per event,
+        and gets whole batches.
+        """
+        began = time.monotonic()
+        errors = self._attempt(destination, claims)
+        if hasattr(destination, "deliver_all"):
+            per_event = (time.monotonic() - began) / len(claims)
+            self._answer_times[destination.key] = per_event
+            if len(claims) >= SLOW_ANSWERS_BATCH:
+                self._whole_batches[destination.key] = per_event < SLOW_ANSWERS
+        return errors
+
+    def _attempt(self, destination: Destination, claims: list[Claim]) -> list[DeliveryError | None]:
+        """Deliver the claims' events: each one's failure, or None."""
+        events = [claim.event for claim in claims]
+        try:
+            deliver_all = getattr(destination, "deliver_all", None)
+            if deliver_all is not None:
+                return list(deliver_all(events))
+            [event] = events
+            destination.deliver(event)
+            return [None]
+        except DeliveryError as error:
+            return [error]
+        except Exception:  # a bug, maybe on what an event holds: its events back off alone
+            logger.exception(
+                "bangi-landing: unexpected error delivering %s event %s%s to %s",
+                events[0].kind,
+                events[0].event_id,
+                f" and {len(events) - 1} more" if len(events) > 1 else "",
+                destination.name,
+            )
+            bug = DeliveryError("unexpected error in the destination", retryable=True)
+            return [bug] * len(events)
 
     def _failed(
         self,

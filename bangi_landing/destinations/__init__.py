@@ -8,7 +8,10 @@ Adding a kind of destination is one module with a class that has:
 * ``journey_params``, landing URL parameters the journey must keep for it
   (they travel in the journey cookie and reach it as ``event.journey``);
 * ``deliver(event)``, which returns on success and raises
-  :class:`DeliveryError` otherwise.
+  :class:`DeliveryError` otherwise;
+* optionally ``deliver_all(events)``, which delivers a batch at once and
+  returns, for each event, its ``DeliveryError`` or None: the sender then
+  hands it each claimed batch (the Bangi tracker pipelines them).
 
 A destination that takes ``order`` events gets their fields sealed (see
 ``sealed.py``): the landing calls its ``use_sealer(sealer)`` at start-up so it

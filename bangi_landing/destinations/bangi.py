@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from urllib.parse import urljoin
 
 from ..events import Event
-from .base import DEFAULT_TIMEOUT, DeliveryError, HttpDestination
+from .base import DEFAULT_TIMEOUT, DeliveryError, HttpDestination, Request
 
 _PATHS = {
     "click": "api/v2/track/click",
@@ -35,11 +36,24 @@ class BangiTracker(HttpDestination):
         self._urls = {kind: urljoin(self.url, path) for kind, path in _PATHS.items()}
 
     def deliver(self, event: Event) -> None:
-        url = self._urls[event.kind]
-        try:
-            self.request("POST", url, body=event.body(), content_type="application/json")
-        except DeliveryError as error:
-            if error.status != 404:
-                raise
-            # The tracker's API answers no 404 of its own: nothing lives at this URL.
-            raise error.reworded(f"{error}: {_NOT_THE_API}") from None
+        [error] = self.deliver_all([event])
+        if error is not None:
+            raise error
+
+    def deliver_all(self, events: Sequence[Event]) -> list[DeliveryError | None]:
+        """Post ``events`` pipelined (the tracker takes an eventId once); each one's failure."""
+        requests = [
+            Request("POST", self._urls[event.kind], event.body(), "application/json")
+            for event in events
+        ]
+        return [
+            _explained(outcome) if isinstance(outcome, DeliveryError) else None
+            for outcome in self.request_all(requests)
+        ]
+
+
+def _explained(error: DeliveryError) -> DeliveryError:
+    if error.status != 404:
+        return error
+    # The tracker's API answers no 404 of its own: nothing lives at this URL.
+    return error.reworded(f"{error}: {_NOT_THE_API}")

@@ -12,9 +12,9 @@ import os
 import ssl
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from werkzeug.http import parse_date
@@ -68,11 +68,32 @@ class DeliveryError(Exception):
         return DeliveryError(message, **{**fields, **changes})
 
 
+class Request(NamedTuple):
+    """One HTTP request a destination makes."""
+
+    method: str
+    url: str
+    body: bytes | None = None
+    content_type: str | None = None
+    headers: Mapping[str, str] | None = None
+
+
+Outcome = Response | DeliveryError  # a 2xx answer, or why the request did not succeed
+
+
 class HttpDestination:
     """Sends requests with explicit connect and read timeouts over kept-alive connections.
 
     Connections belong to one thread and one process: a forked child or a
     second thread opens its own.
+
+    :meth:`request_all` pipelines (HTTP/1.1): it writes a batch of requests at
+    once and reads the answers in order, which costs the landing a fraction of
+    the CPU of one request at a time (``bench/bench_transport.py``). A server
+    that answers a pipelined batch with ``Connection: close``, or fails in
+    the middle of one, gets one request at a time from then on (per thread);
+    the requests it did not answer are sent again, so only a destination that
+    takes a request twice as once (the Bangi tracker, by eventId) uses it.
     """
 
     name = "http"
@@ -93,69 +114,95 @@ class HttpDestination:
         headers: Mapping[str, str] | None = None,
     ) -> Response:
         """Send one request; return a 2xx response or raise DeliveryError (naming ``url``)."""
-        try:
-            return self._request(method, url, body, content_type, headers)
-        except DeliveryError as error:
-            error.url = public_url(url)
-            raise
+        [outcome] = self.request_all([Request(method, url, body, content_type, headers)])
+        if isinstance(outcome, DeliveryError):
+            raise outcome
+        return outcome
 
-    def _request(
-        self,
-        method: str,
-        url: str,
-        body: bytes | None,
-        content_type: str | None,
-        extra: Mapping[str, str] | None,
-    ) -> Response:
-        scheme, host, port, target = _split(url)
-        headers = {"User-Agent": _USER_AGENT, **(extra or {})}
-        if content_type:
-            headers["Content-Type"] = content_type
-        try:
-            host_header = _host_header(scheme, host, port)
-            head = request_head(method, host_header, target, tuple(headers.items()))
-        except ValueError as error:  # a line break or a non-Latin-1 character in a header
-            raise DeliveryError(f"invalid request: {error}", retryable=False) from None
-        if body is None and method in _WITH_BODY:
-            body = b""  # says "no body" with Content-Length: 0, as servers expect of a POST
-        while True:
-            connection = self._connection(scheme, host, port)
+    def request_all(self, requests: Sequence[Request]) -> list[Outcome]:
+        """Send ``requests``, pipelined per server; their outcomes, in order. Never raises.
+
+        A failure is a :class:`DeliveryError` naming the request's URL.
+        """
+        outcomes: list[Outcome | None] = [None] * len(requests)
+        by_server: dict[tuple[str, str, int | None], list[tuple[int, bytes, bytes | None]]] = {}
+        for index, request in enumerate(requests):
             try:
-                response = connection.exchange(head, body, limit=MAX_RESPONSE_BODY)
-                break
+                server, head, body = _prepare(request)
+            except DeliveryError as error:
+                outcomes[index] = error
+            else:
+                by_server.setdefault(server, []).append((index, head, body))
+        for server, prepared in by_server.items():
+            self._send(server, prepared, outcomes)
+        done: list[Outcome] = []
+        for outcome, request in zip(outcomes, requests, strict=True):
+            assert outcome is not None  # _send gives each request its outcome
+            if isinstance(outcome, DeliveryError):
+                outcome.url = public_url(request.url)
+            done.append(outcome)
+        return done
+
+    def _send(
+        self,
+        server: tuple[str, str, int | None],
+        prepared: list[tuple[int, bytes, bytes | None]],
+        outcomes: list[Outcome | None],
+    ) -> None:
+        """Deliver ``prepared`` requests to one server, filling in their ``outcomes``."""
+        local = self._connections()
+        todo = prepared
+        stale_retried = False
+        while todo:
+            batch = todo[:1] if server in local.one_at_a_time else todo
+            try:
+                connection = self._connection(server)
+            except DeliveryError as error:  # cannot connect: none of them is sent
+                for index, _, _ in todo:
+                    outcomes[index] = error
+                return
+            answered = 0
+            try:
+                pipelined = [(head, body) for _, head, body in batch]
+                for response in connection.pipeline(pipelined, limit=MAX_RESPONSE_BODY):
+                    outcomes[batch[answered][0]] = _outcome(response)
+                    answered += 1
             except TimeoutError:
                 connection.close()
                 # After a read timeout the outcome is unknown; retrying is safe
-                # because the event keeps its eventId.
-                raise DeliveryError("timed out", retryable=True) from None
+                # because the event keeps its eventId. The rest wait for another pass.
+                for index, _, _ in todo[answered:]:
+                    outcomes[index] = DeliveryError("timed out", retryable=True)
+                return
             except (OSError, ProtocolError) as error:
                 connection.close()
-                if connection.exchanges:
+                if not answered and connection.exchanges and not stale_retried:
+                    stale_retried = True
                     continue  # the server closed an idle kept-alive connection: once more
-                raise DeliveryError(
+                outcomes[todo[answered][0]] = DeliveryError(
                     f"connection failed: {type(error).__name__}", retryable=True
-                ) from None
-        status = response.status
-        if 200 <= status < 300:
-            return response
-        retryable = status in (408, 429) or (status >= 500 and status not in _PERMANENT_5XX)
-        raise DeliveryError(
-            f"HTTP {status}: {_error_text(response)}",
-            retryable=retryable,
-            retry_after=parse_retry_after(response.headers.get("retry-after")),
-            status=status,
-        )
+                )
+                answered += 1
+            if answered < len(batch):
+                local.one_at_a_time.add(server)  # it closed, or failed, mid-batch
+            todo = todo[answered:]
 
-    def _connection(self, scheme: str, host: str, port: int | None) -> Connection:
-        """This thread's open connection to the server, or a new one."""
+    def _connections(self) -> Any:
+        """This thread's connections, and the servers it sends one request at a time."""
         local = self._local
         if getattr(local, "pid", None) != os.getpid():
             local.pid = os.getpid()  # a forked child must not share the parent's sockets
             local.connections = {}
-        key = (scheme, host, port)
-        connection: Connection | None = local.connections.get(key)
+            local.one_at_a_time = set()
+        return local
+
+    def _connection(self, server: tuple[str, str, int | None]) -> Connection:
+        """This thread's open connection to ``server``, or a new one."""
+        connections = self._connections().connections
+        connection: Connection | None = connections.get(server)
         if connection is not None and connection.sock is not None:
             return connection
+        scheme, host, port = server
         connect_timeout, read_timeout = self.timeout
         try:
             connection = Connection(
@@ -168,8 +215,39 @@ class HttpDestination:
         except OSError as error:
             retry = DeliveryError(f"connection failed: {type(error).__name__}", retryable=True)
             raise retry from None
-        local.connections[key] = connection
+        connections[server] = connection
         return connection
+
+
+def _prepare(request: Request) -> tuple[tuple[str, str, int | None], bytes, bytes | None]:
+    """The server a request goes to, its prepared head, and its body."""
+    scheme, host, port, target = _split(request.url)
+    headers = {"User-Agent": _USER_AGENT, **(request.headers or {})}
+    if request.content_type:
+        headers["Content-Type"] = request.content_type
+    try:
+        host_header = _host_header(scheme, host, port)
+        head = request_head(request.method, host_header, target, tuple(headers.items()))
+    except ValueError as error:  # a line break or a non-Latin-1 character in a header
+        raise DeliveryError(f"invalid request: {error}", retryable=False) from None
+    body = request.body
+    if body is None and request.method in _WITH_BODY:
+        body = b""  # says "no body" with Content-Length: 0, as servers expect of a POST
+    return (scheme, host, port), head, body
+
+
+def _outcome(response: Response) -> Outcome:
+    """A 2xx answer as it is; any other as the DeliveryError it means."""
+    status = response.status
+    if 200 <= status < 300:
+        return response
+    retryable = status in (408, 429) or (status >= 500 and status not in _PERMANENT_5XX)
+    return DeliveryError(
+        f"HTTP {status}: {_error_text(response)}",
+        retryable=retryable,
+        retry_after=parse_retry_after(response.headers.get("retry-after")),
+        status=status,
+    )
 
 
 def public_url(url: str) -> str:

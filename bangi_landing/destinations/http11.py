@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import socket
 import ssl
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -103,18 +103,37 @@ class Connection:
 
         :param limit: body bytes kept at most; past it the connection is closed.
         """
+        [response] = self.pipeline([(head, body)], limit=limit)
+        return response
+
+    def pipeline(
+        self, requests: Sequence[tuple[bytes, bytes | None]], *, limit: int
+    ) -> Iterator[Response]:
+        """Send ``requests`` in one write, then yield their answers in order (HTTP/1.1 pipelining).
+
+        Fewer answers than requests come when the server closed the
+        connection after one (``Connection: close``): it read no further, and
+        the caller sends the rest again. A server that cannot pipeline answers
+        the first and closes, or fails: see ``HttpDestination.request_all``.
+        Each request is ``(head, body)``; ``body`` None sends none.
+        """
         sock = self.sock
         if sock is None:
             raise ConnectionError("the connection is closed")
-        if body is None:
-            sock.sendall(head + b"\r\n")
-        else:  # one write: a head and a body sent apart would meet Nagle and delayed ACKs
-            sock.sendall(b"%sContent-Length: %d\r\n\r\n%s" % (head, len(body), body))
+        # One write: a head and a body sent apart would meet Nagle and delayed ACKs,
+        # and each request written apart costs a system call.
+        sock.sendall(b"".join(_message(head, body) for head, body in requests))
+        for head, _ in requests:
+            if self.sock is None:
+                return
+            yield self._read_response(head.startswith(b"HEAD "), limit)
+
+    def _read_response(self, to_head: bool, limit: int) -> Response:
         status, headers, version = self._read_head()
         while 100 <= status < 200:  # interim answers (100 Continue, 103 Early Hints): skip
             status, headers, version = self._read_head()
         keep = _keeps_alive(version, headers)
-        if status in _NO_BODY or head.startswith(b"HEAD "):
+        if status in _NO_BODY or to_head:
             data = b""
         elif "chunked" in headers.get("transfer-encoding", "").lower():
             data = self._read_chunked(limit)
@@ -210,6 +229,12 @@ class Connection:
             parts.append(data)
             kept += len(data)
         return b"".join(parts)
+
+
+def _message(head: bytes, body: bytes | None) -> bytes:
+    if body is None:
+        return head + b"\r\n"
+    return b"%sContent-Length: %d\r\n\r\n%s" % (head, len(body), body)
 
 
 def _keeps_alive(version: str, headers: Mapping[str, str]) -> bool:
