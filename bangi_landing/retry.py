@@ -112,14 +112,14 @@ class CircuitBreaker:
         """How many events to send at once, ``most`` at most."""
         return max(1, min(most, self._depth))
 
-    def delivered(self, now: float) -> None:
-        """An event went through: the destination works."""
+    def delivered(self, now: float, count: int = 1) -> None:
+        """``count`` events went through: the destination works."""
         with self._lock:
             self._failed.clear()
             self._pauses = 0
             self.paused_until = 0.0
             self._last_delivery = max(self._last_delivery, now)
-            self._depth = min(self._depth + 1, self.MAX_DEPTH)
+            self._depth = min(self._depth + count, self.MAX_DEPTH)
 
     def failed(
         self, event_id: str, now: float, retry_after: float | None = None

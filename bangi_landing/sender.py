@@ -671,13 +671,16 @@ class BackgroundSender:
                 start : start + (self._chunk(destination, len(claims)) if batches else 1)
             ]
             start += len(batch)
+            delivered = 0
             for claim, error in zip(batch, self._timed(destination, batch), strict=True):
                 if error is None:
                     sent.append(claim.id)
-                    breaker.delivered(self.clock())
-                    self.stats.add("sent")
+                    delivered += 1
                 else:
                     self._failed(destination, breaker, claim, error, retry, dead)
+            if delivered:
+                breaker.delivered(self.clock(), delivered)
+                self.stats.add("sent", delivered)
         self.outbox.finish(self._lease_token, sent=sent, retry=retry, release=release, dead=dead)
 
     def _chunk(self, destination: Destination, most: int) -> int:

@@ -221,19 +221,34 @@ class HttpDestination:
 
 def _prepare(request: Request) -> tuple[tuple[str, str, int | None], bytes, bytes | None]:
     """The server a request goes to, its prepared head, and its body."""
-    scheme, host, port, target = _split(request.url)
-    headers = {"User-Agent": _USER_AGENT, **(request.headers or {})}
-    if request.content_type:
-        headers["Content-Type"] = request.content_type
-    try:
-        host_header = _host_header(scheme, host, port)
-        head = request_head(request.method, host_header, target, tuple(headers.items()))
-    except ValueError as error:  # a line break or a non-Latin-1 character in a header
-        raise DeliveryError(f"invalid request: {error}", retryable=False) from None
+    headers = tuple(request.headers.items()) if request.headers else ()
+    # A URL with a query is made per event (a postback, an order sent by GET, which
+    # holds the customer's fields): not kept in the cache.
+    make = _make_head if "?" in request.url else _head
+    server, head = make(request.method, request.url, request.content_type, headers)
     body = request.body
     if body is None and request.method in _WITH_BODY:
         body = b""  # says "no body" with Content-Length: 0, as servers expect of a POST
-    return (scheme, host, port), head, body
+    return server, head, body
+
+
+def _make_head(
+    method: str, url: str, content_type: str | None, extra: tuple[tuple[str, str], ...]
+) -> tuple[tuple[str, str, int | None], bytes]:
+    """The server and the request's head: the same for every event a destination posts."""
+    scheme, host, port, target = _split(url)
+    headers = {"User-Agent": _USER_AGENT, **dict(extra)}
+    if content_type:
+        headers["Content-Type"] = content_type
+    try:
+        host_header = _host_header(scheme, host, port)
+        head = request_head(method, host_header, target, tuple(headers.items()))
+    except ValueError as error:  # a line break or a non-Latin-1 character in a header
+        raise DeliveryError(f"invalid request: {error}", retryable=False) from None
+    return (scheme, host, port), head
+
+
+_head = lru_cache(maxsize=64)(_make_head)
 
 
 def _outcome(response: Response) -> Outcome:
@@ -279,9 +294,8 @@ def _tls_context() -> ssl.SSLContext:
     return ssl.create_default_context()
 
 
-@lru_cache(maxsize=256)
 def _split(url: str) -> tuple[str, str, int | None, str]:
-    """Scheme, host, port and request target: a destination posts to the same few URLs."""
+    """Scheme, host, port and request target."""
     parts = urlsplit(url)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return parts.scheme, parts.hostname or "", parts.port, target

@@ -24,7 +24,6 @@ import socket
 import ssl
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 MAX_HEAD = 64 * 1024  # status line and headers, at most
@@ -47,11 +46,10 @@ class Response:
         return json.loads(self.body)
 
 
-@lru_cache(maxsize=256)
 def request_head(
     method: str, host: str, target: str, headers: tuple[tuple[str, str], ...]
 ) -> bytes:
-    """The request line and headers, without ``Content-Length``: the same for every event.
+    """The request line and headers, without ``Content-Length``: made once per URL by the caller.
 
     A name or value that would end a line early (CR, LF) is a ``ValueError``:
     a header from the configuration must not smuggle in another.
@@ -238,13 +236,18 @@ def _message(head: bytes, body: bytes | None) -> bytes:
 
 
 def _keeps_alive(version: str, headers: Mapping[str, str]) -> bool:
-    tokens = {token.strip() for token in headers.get("connection", "").lower().split(",")}
+    connection = headers.get("connection")
+    if connection is None:  # the usual answer: HTTP/1.1 keeps it, HTTP/1.0 does not
+        return version != "HTTP/1.0"
+    tokens = {token.strip() for token in connection.lower().split(",")}
     if version == "HTTP/1.0":
         return "keep-alive" in tokens
     return "close" not in tokens
 
 
 def _content_length(value: str) -> int:
+    if value.isdigit():  # the usual answer, parsed without the general case's sets
+        return int(value)
     # Repeated identical values ("12, 12") are one length (RFC 9110, 8.6).
     values = {part.strip() for part in value.split(",")}
     if len(values) != 1 or not (text := values.pop()).isdigit():
