@@ -9,7 +9,7 @@ through ``start_response`` and rewritten as it streams.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from .core import Journey, LandingCore, Meta, StreamRewriter, relay
@@ -129,6 +129,7 @@ class _Response:
     """One response's decisions, made when the app calls ``start_response``."""
 
     __slots__ = (
+        "deferred",
         "environ",
         "events",
         "journey",
@@ -137,6 +138,7 @@ class _Response:
         "rewriter",
         "rewriting",
         "server_start_response",
+        "server_write",
         "started",
     )
 
@@ -156,6 +158,8 @@ class _Response:
         self.length = -1  # the app's Content-Length: a first chunk this long is the whole body
         self.rewriter: StreamRewriter | None = None  # made when the body comes in pieces
         self.events: tuple[Event, ...] = ()  # reported once the response is final
+        self.deferred: tuple[str, list[tuple[str, str]]] | None = None  # see start_response
+        self.server_write: Callable[[bytes], object] = _no_write
 
     def report_events(self) -> None:
         events, self.events = self.events, ()
@@ -175,26 +179,48 @@ class _Response:
             # An error page replaces the response: no click or lead, no rewriting.
             self.rewriting = False
             self.events = ()
-        write = self.server_start_response(status, headers, exc_info)
         if not self.rewriting:
-            return write
+            self.deferred = None  # an error page replaces a response not yet told the server
+            return self.server_start_response(status, headers, exc_info)
+        if self.length >= 0:
+            # A page of known length is likely whole in its first chunk: the server
+            # hears of the response once the rewritten length is known, so it can
+            # send a Content-Length rather than chunks (see send_start).
+            self.deferred = (status, headers)
+        else:
+            self.server_write = self.server_start_response(status, headers, None)
 
         def rewriting_write(data: bytes) -> None:
-            write(self.feed(data))
+            self.send_start()
+            self.server_write(self.feed(data))
 
         return rewriting_write
 
+    def send_start(self, length: int | None = None) -> None:
+        """Tell the server of a deferred response, with its ``length`` if the body is whole.
+
+        Before the first chunk is handed to the server (PEP 3333).
+        """
+        if self.deferred is not None:
+            status, headers = self.deferred
+            self.deferred = None
+            if length is not None:
+                headers = [*headers, ("Content-Length", str(length))]
+            self.server_write = self.server_start_response(status, headers, None)
+
     def rewrite_whole(self, body: bytes) -> bytes:
-        """The whole body at once: rewritten from the page cache."""
+        """The whole body at once: rewritten from the page cache, its length told the server."""
         self.rewriting = False  # anything after it breaks the app's own Content-Length
         try:
-            return self.middleware.pages.rewrite(body, self.journey.click_id)
+            body = self.middleware.pages.rewrite(body, self.journey.click_id)
         except Exception:
             logger.exception("bangi-landing: rewriting failed; serving the page as is")
-            return body
+        self.send_start(len(body))
+        return body
 
     def feed(self, data: bytes) -> bytes:
         """One piece of a streamed body, rewritten as far as it can be yet."""
+        self.send_start()
         if self.rewriter is None:
             self.rewriter = StreamRewriter(self.middleware.pages, self.journey.click_id)
         return self.rewriter.feed(data)
@@ -220,6 +246,10 @@ class _Response:
             secure = environ.get("wsgi.url_scheme") == "https"
             changed.append(("Set-Cookie", middleware.cookie_header(journey, secure=secure)))
         return changed
+
+
+def _no_write(data: bytes) -> None:
+    raise AssertionError("write() before start_response()")
 
 
 def _whole_body(app_iter: Iterable[bytes], length: int) -> tuple[bytes | None, Iterable[bytes]]:
@@ -292,6 +322,7 @@ class _RewrittenBody:
                 # PEP 3333: yield (even b"") for every chunk, never wait for more.
                 yield response.feed(chunk)
         response.report_events()  # an empty body
+        response.send_start()
         if response.rewriting:
             tail = response.finish()
             if tail:
