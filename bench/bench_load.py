@@ -2,14 +2,16 @@
 
     python bench/bench_load.py [--rounds N] [--seconds S] [--store sqlite|postgres|both]
 
-The demo landing (a 33 KB Flask page) under gunicorn, 2 sync workers, loaded
+The demo landing (its 4 KB Flask page) under gunicorn, 2 sync workers, loaded
 by ``wrk`` with 8 connections; the tracker is an instant sink on loopback in
 its own process. For each run the CPU of the gunicorn processes (master and
 workers, every thread: ``/proc/PID/stat``) is read before the load and again
 once delivery has settled (the sink has stopped receiving), and divided by the
 requests ``wrk`` saw answered. Runs alternate within a round (one gunicorn
 each, started afresh), and each ratio is the median over rounds of the round's
-run ÷ the round's bare page, since this machine is shared and noisy.
+run ÷ the round's bare page, since this machine is shared and noisy. A
+returning visitor is compared with the bare page given the same Cookie header
+(the app parses it too, for its own session).
 
 The rows split a new visitor's cost:
 
@@ -49,12 +51,14 @@ from tests.utils import free_port  # noqa: E402
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 RUNS = {  # name: (BENCH_MODE, visitor)
     "bare": ("bare", "new"),
+    "bare, returning": ("bare", "returning"),  # the same Cookie header: the app parses it too
     "returning": ("deliver", "returning"),
     "new, drop": ("drop", "new"),
     "new, store": ("store", "new"),
     "new, deliver": ("deliver", "new"),
 }
 TARGETS = {"returning": 1.10, "new, deliver": 1.30}
+BASELINES = {"returning": "bare, returning"}  # else "bare"
 
 
 # The tracker: an asyncio sink that answers every request at once and counts them.
@@ -200,14 +204,20 @@ def settle(tracker: str, mode: str, expected: int) -> None:
     raise RuntimeError(f"delivery did not settle: {last} of {expected} events")
 
 
-def one_run(name: str, tracker: str, refused: str, outbox: str, seconds: float) -> float:
+def journey_cookie(tracker: str, outbox: str) -> str:
+    """A returning visitor's Cookie header (every run shares the secret key)."""
+    with gunicorn("drop", tracker, outbox) as (url, _):
+        cookies = requests.get(url, timeout=5).cookies
+        return "; ".join(f"{name}={value}" for name, value in cookies.items())
+
+
+def one_run(
+    name: str, tracker: str, refused: str, outbox: str, seconds: float, returning: str
+) -> float:
     """CPU seconds per request of one run."""
     mode, visitor = RUNS[name]
     with gunicorn(mode, refused if mode == "store" else tracker, outbox) as (url, master):
-        cookie = None
-        if visitor == "returning":
-            cookies = requests.get(url, timeout=5).cookies
-            cookie = "; ".join(f"{k}={v}" for k, v in cookies.items())
+        cookie = returning if visitor == "returning" else None
         wrk(url, 1, cookie)  # warm up: imports, page cache, connections
         settle(tracker, mode, 0)
         start_events, start_cpu = received(tracker), cpu_seconds(master)
@@ -221,9 +231,11 @@ def compare(store: str, outbox_for, rounds: int, seconds: float) -> None:  # typ
     samples: dict[str, list[float]] = {name: [] for name in RUNS}
     with instant_tracker() as tracker:
         refused = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+        returning = journey_cookie(tracker, outbox_for())
         for round_ in range(rounds):
             for name in RUNS:
-                samples[name].append(one_run(name, tracker, refused, outbox_for(), seconds))
+                run = one_run(name, tracker, refused, outbox_for(), seconds, returning)
+                samples[name].append(run)
             print(
                 f"  round {round_ + 1}: "
                 + ", ".join(f"{name} {samples[name][-1] * 1e6:.0f}" for name in RUNS),
@@ -231,7 +243,8 @@ def compare(store: str, outbox_for, rounds: int, seconds: float) -> None:  # typ
             )
     print(f"{store} outbox: CPU per request (median of {rounds} rounds), ÷ bare (paired)")
     for name, values in samples.items():
-        ratio = statistics.median(a / b for a, b in zip(values, samples["bare"], strict=True))
+        bare = samples[BASELINES.get(name, "bare")]
+        ratio = statistics.median(a / b for a, b in zip(values, bare, strict=True))
         target = f"  (≤ {TARGETS[name]})" if name in TARGETS else ""
         print(f"  {name:14s} {statistics.median(values) * 1e6:7.0f} µs   {ratio:.3f}{target}")
 
