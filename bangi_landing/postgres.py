@@ -64,15 +64,20 @@ CHANNEL = "bangi_outbox"  # the NOTIFY channel of rows added
 # pg_advisory_xact_lock key held while the schema is made or migrated: b"bangi" as a number.
 _SCHEMA_LOCK = int.from_bytes(b"bangi", "big")
 
-# An event already delivered to this destination is not added again (see finish()).
+# The rows of a write, as one JSON array in one statement: per row, executemany
+# cost the writer thread about as much CPU as the rest of an event's delivery.
+# They are numbered in their order, a journey's click before its lead. An event
+# already delivered to this destination is not added again (see finish()).
 _INSERT = (
     "INSERT INTO bangi_outbox"
     " (destination, event_id, click_id, kind, event, created_at, expires_at, due_at)"
-    " SELECT %(destination)s, %(event_id)s, %(click_id)s, %(kind)s, %(event)s,"
-    " %(created_at)s, %(expires_at)s, %(due_at)s"
+    " SELECT row->>'destination', row->>'event_id', row->>'click_id', row->>'kind',"
+    " row->'event', (row->>'created_at')::float8, (row->>'expires_at')::float8,"
+    " (row->>'due_at')::float8"
+    " FROM jsonb_array_elements(%s) WITH ORDINALITY AS new(row, n)"
     " WHERE NOT EXISTS (SELECT 1 FROM bangi_delivered"
-    "  WHERE destination = %(destination)s AND event_id = %(event_id)s)"
-    " ON CONFLICT (destination, event_id) DO NOTHING"
+    "  WHERE destination = new.row->>'destination' AND event_id = new.row->>'event_id')"
+    " ORDER BY n ON CONFLICT (destination, event_id) DO NOTHING"
 )
 
 # The database away, or a connection lost: the spool takes the events meanwhile.
@@ -215,7 +220,7 @@ class PostgresStore(SqlReads):
         with self._transaction(timeout) as db:
             cursor = db.cursor()
             if rows:
-                cursor.executemany(_INSERT, rows)
+                cursor.execute(_INSERT, (Jsonb(rows),))
                 cursor.execute("SELECT pg_notify(%s, '')", (CHANNEL,))  # sent at commit
             cursor.executemany(
                 _MERGE_JOURNEY, [(c, Jsonb(journeys[c]), lifetimes[c]) for c in sorted(journeys)]
@@ -251,13 +256,11 @@ class PostgresStore(SqlReads):
             cursor = db.cursor()
             if rows:
                 late = RECOVERY_ORDER_DELAY
-                cursor.executemany(
-                    _INSERT,
-                    [
-                        _row(r.destination, r.event, r.expires_at, due_at(r.event, now, late))
-                        for r in rows
-                    ],
-                )
+                spooled = [
+                    _row(r.destination, r.event, r.expires_at, due_at(r.event, now, late))
+                    for r in rows
+                ]
+                cursor.execute(_INSERT, (Jsonb(spooled),))
                 cursor.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
             cursor.executemany(
                 _MERGE_JOURNEY,
@@ -540,13 +543,13 @@ class PostgresStore(SqlReads):
 
 
 def _row(destination: str, event: Event, expires_at: float, due: float) -> dict[str, Any]:
-    """The parameters of ``_INSERT`` for ``event``'s row of ``destination``."""
+    """``event``'s row of ``destination``, one of the array ``_INSERT`` takes."""
     return {
         "destination": destination,
         "event_id": event.event_id,
         "click_id": event.click_id,
         "kind": event.kind,
-        "event": Jsonb(event.to_dict()),
+        "event": event.to_dict(),
         "created_at": event.created_at,
         "expires_at": expires_at,
         "due_at": due,

@@ -30,6 +30,7 @@ import argparse
 import asyncio
 import os
 import re
+import shutil
 import signal
 import socket
 import statistics
@@ -272,7 +273,10 @@ def main() -> None:
         if args.store in ("postgres", "both"):
             from tests.postgres import postgres_server
 
-            server = stack.enter_context(postgres_server(directory / "pg"))
+            # Not under the root-only temporary folder: the server runs as postgres.
+            cluster = Path(tempfile.mkdtemp(prefix="bangi-postgres-"))
+            stack.callback(shutil.rmtree, cluster, ignore_errors=True)
+            server = stack.enter_context(postgres_server(cluster))
             names = iter(range(1_000_000))
             compare(
                 "PostgreSQL",
