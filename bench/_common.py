@@ -1,12 +1,16 @@
-"""Shared pieces of the benchmarks: a loopback tracker stand-in in its own process, timing.
+"""Shared pieces of the benchmarks: loopback tracker stand-ins in their own processes, timing.
 
-The stand-in runs in a separate process, as a real tracker would: in the
-benchmark's process its HTTP parsing would compete for the GIL with the pages
-being measured.
+The stand-ins run in separate processes, as a real tracker would: in the
+benchmark's process their HTTP parsing would compete for the GIL with the
+pages being measured. ``sink`` is a threaded ``http.server`` (a delay per
+request if asked); ``instant_tracker`` an asyncio one that answers at once
+and counts what it got, for measuring the landing's side alone.
 """
 
 from __future__ import annotations
 
+import asyncio
+import re
 import socket
 import statistics
 import subprocess
@@ -74,6 +78,71 @@ def silent_tracker() -> Iterator[str]:
         listener.close()
 
 
+class _InstantSink(asyncio.Protocol):
+    """Answers each HTTP/1.1 request ``{}`` on a kept-alive connection; GET /count: the count."""
+
+    received = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport: asyncio.Transport = transport  # type: ignore[assignment]
+        self.buffer = b""
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while (end := self.buffer.find(b"\r\n\r\n")) >= 0:
+            head = self.buffer[:end].lower()
+            length = re.search(rb"content-length:\s*(\d+)", head)
+            size = end + 4 + (int(length.group(1)) if length else 0)
+            if len(self.buffer) < size:
+                return
+            self.buffer = self.buffer[size:]
+            if head.startswith(b"get /count"):
+                body = str(_InstantSink.received).encode()
+            else:
+                _InstantSink.received += 1
+                body = b"{}"
+            self.transport.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+            )
+
+
+def _run_instant_sink(port: int) -> None:
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(loop.create_server(_InstantSink, "127.0.0.1", port, backlog=1024))
+    loop.run_forever()
+
+
+@contextmanager
+def instant_tracker() -> Iterator[str]:
+    """The URL of a tracker stand-in (its own process) answering every request at once.
+
+    ``GET /count`` answers how many other requests it got.
+    """
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen([sys.executable, __file__, "--instant", str(port)])
+    try:
+        wait_for_port(port)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.kill()
+        process.wait()
+
+
+def wait_for_port(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def alternate(
     runs: dict[str, Callable[[], None]], *, batch: int, rounds: int, pause: float = 0.0
 ) -> dict[str, list[float]]:
@@ -118,4 +187,7 @@ def paired_ratio(samples: dict[str, list[float]], numerator: str, denominator: s
 
 
 if __name__ == "__main__":
-    _run_sink(float(sys.argv[1]))
+    if sys.argv[1] == "--instant":
+        _run_instant_sink(int(sys.argv[2]))
+    else:
+        _run_sink(float(sys.argv[1]))

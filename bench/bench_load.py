@@ -27,12 +27,10 @@ throwaway PostgreSQL cluster (``tests/postgres.py``).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -47,6 +45,7 @@ import requests
 ROOT = Path(__file__).parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench._common import instant_tracker, wait_for_port  # noqa: E402
 from tests.utils import free_port  # noqa: E402
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -60,68 +59,6 @@ RUNS = {  # name: (BENCH_MODE, visitor)
 }
 TARGETS = {"returning": 1.10, "new, deliver": 1.30}
 BASELINES = {"returning": "bare, returning"}  # else "bare"
-
-
-# The tracker: an asyncio sink that answers every request at once and counts them.
-
-
-class _Sink(asyncio.Protocol):
-    """Answers each HTTP/1.1 request ``{}`` on a kept-alive connection; GET /count: the count."""
-
-    received = 0
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport: asyncio.Transport = transport  # type: ignore[assignment]
-        self.buffer = b""
-
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        while (end := self.buffer.find(b"\r\n\r\n")) >= 0:
-            head = self.buffer[:end].lower()
-            length = re.search(rb"content-length:\s*(\d+)", head)
-            size = end + 4 + (int(length.group(1)) if length else 0)
-            if len(self.buffer) < size:
-                return
-            self.buffer = self.buffer[size:]
-            if head.startswith(b"get /count"):
-                body = str(_Sink.received).encode()
-            else:
-                _Sink.received += 1
-                body = b"{}"
-            self.transport.write(
-                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
-            )
-
-
-def _run_sink(port: int) -> None:
-    loop = asyncio.new_event_loop()
-    loop.run_until_complete(loop.create_server(_Sink, "127.0.0.1", port, backlog=1024))
-    loop.run_forever()
-
-
-@contextmanager
-def instant_tracker() -> Iterator[str]:
-    port = free_port()
-    process = subprocess.Popen([sys.executable, __file__, "--sink", str(port)])
-    try:
-        wait_for_port(port)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.kill()
-        process.wait()
-
-
-def wait_for_port(port: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
 
 
 def received(tracker: str) -> int:
@@ -255,11 +192,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=8)
     parser.add_argument("--store", choices=("sqlite", "postgres", "both"), default="both")
-    parser.add_argument("--sink", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.sink:
-        _run_sink(args.sink)
-        return
     with ExitStack() as stack:
         directory = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         if args.store in ("sqlite", "both"):

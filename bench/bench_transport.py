@@ -1,4 +1,4 @@
-"""CPU per delivered event: the ways of posting events to a kept-alive loopback sink.
+"""CPU per delivered event: the ways of posting events to a kept-alive loopback tracker.
 
     python bench/bench_transport.py
 
@@ -24,7 +24,7 @@ import requests
 
 from bangi_landing.destinations import BangiTracker
 from bangi_landing.events import Event
-from bench._common import sink
+from bench._common import instant_tracker
 
 N = 5000
 BATCH = 25
@@ -34,7 +34,7 @@ def main() -> None:
     event = Event("click", "8f1b5c6e-7a3d-4d20-a7f1-12a2b8f7a9c1", {"campaignId": 1})
     body = event.body()
     headers = {"Content-Type": "application/json"}
-    with sink() as tracker_url, requests.Session() as session:
+    with instant_tracker() as tracker_url, requests.Session() as session:
         target = tracker_url + "/api/v2/track/click"
         connection = http.client.HTTPConnection(urlsplit(tracker_url).netloc, timeout=10)
 
