@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import statistics
@@ -22,7 +21,6 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
 
@@ -30,7 +28,7 @@ from bangi_landing.destinations import BangiTracker
 from bangi_landing.events import Event
 from bangi_landing.outbox import Outbox
 from bangi_landing.sender import BackgroundSender
-from bench._common import sink
+from bench._common import post_each, sink
 
 
 def clicks(n: int) -> list[Event]:
@@ -42,19 +40,8 @@ def clicks(n: int) -> list[Event]:
 
 def bare_loop(url: str, events: list[Event]) -> float:
     """Seconds to POST every payload over one kept-alive connection."""
-    parts = urlsplit(url)
-    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=10)
-    headers = {"Content-Type": "application/json"}
-    start = time.perf_counter()
-    for event in events:
-        body = json.dumps(event.payload(), separators=(",", ":")).encode()
-        connection.request("POST", "/api/v2/track/click", body=body, headers=headers)
-        response = connection.getresponse()
-        response.read()
-        assert response.status == 201
-    took = time.perf_counter() - start
-    connection.close()
-    return took
+    bodies = (json.dumps(event.payload(), separators=(",", ":")).encode() for event in events)
+    return post_each(url, "/api/v2/track/click", "application/json", bodies)
 
 
 def through_outbox(url: str, events: list[Event], directory: Path, concurrency: int = 4) -> float:

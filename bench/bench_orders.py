@@ -18,7 +18,6 @@
 
 from __future__ import annotations
 
-import http.client
 import io
 import statistics
 import sys
@@ -28,7 +27,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
 
@@ -41,7 +40,7 @@ from bangi_landing.outbox import Outbox
 from bangi_landing.sealed import Sealer
 from bangi_landing.sender import BackgroundSender
 from bangi_landing.stores import ORDER_DELAY
-from bench._common import alternate, paired_ratio, sink
+from bench._common import alternate, paired_ratio, post_each, sink
 from demo_site import create_app
 
 SECRET = "bench-secret-key-0123456789"
@@ -125,19 +124,11 @@ def orders(n: int, sealer: Sealer) -> list[Event]:
 
 def bare_loop(url: str, events: list[Event]) -> float:
     """Seconds to POST every order's form over one kept-alive connection."""
-    parts = urlsplit(url)
-    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=10)
-    headers = {"Content-Type": "application/x-www-form-urlencoded"}
-    start = time.perf_counter()
-    for event in events:
-        fields = {**FIELDS, **CUSTOMER, "ip": IP, "sub1": event.click_id}
-        connection.request("POST", "/orders", body=urlencode(fields).encode(), headers=headers)
-        response = connection.getresponse()
-        response.read()
-        assert response.status == 201
-    took = time.perf_counter() - start
-    connection.close()
-    return took
+    bodies = (
+        urlencode({**FIELDS, **CUSTOMER, "ip": IP, "sub1": event.click_id}).encode()
+        for event in events
+    )
+    return post_each(url, "/orders", "application/x-www-form-urlencoded", bodies)
 
 
 def through_outbox(url: str, events: list[Event], directory: Path, sealer: Sealer) -> float:
