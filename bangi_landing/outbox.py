@@ -54,7 +54,16 @@ from typing import Any, NamedTuple, TypeVar
 
 from ._sqlite import create_schema, switch_to_wal
 from .events import Event
-from .stores import ORDER_DELAY, Claim, SqlReads, due_at, journey_of, with_journeys
+from .stores import (
+    ORDER_DELAY,
+    Claim,
+    Lease,
+    SqlReads,
+    due_at,
+    is_leased,
+    journey_of,
+    with_journeys,
+)
 
 __all__ = ["DEFAULT_OUTBOX", "Claim", "Outbox", "OutboxBusy", "Spooled", "state_dir"]
 
@@ -106,7 +115,7 @@ CREATE TABLE IF NOT EXISTS journeys (
 # Rows go in as one multi-row statement per chunk, and come out as one JSON
 # array, rather than one statement step per row: Python's sqlite3 lets go of
 # the GIL for every step, and each time a background thread takes it back the
-# pages' thread waits. A chunk of 100 rows binds 800 values, under SQLite's
+# pages' thread waits. A chunk of 100 rows binds 900 values, under SQLite's
 # oldest limit (999).
 _CHUNK = 100
 
@@ -118,10 +127,10 @@ def _insert(count: int) -> str:
     An event already delivered to this destination is not added again (only
     the once-per-journey kinds are remembered as delivered, see finish()).
     """
-    values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * count)
+    values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * count)
     return (
         "INSERT OR IGNORE INTO outbox"  # noqa: S608 (placeholders only)
-        " (destination, event_id, click_id, kind, event, created_at, expires_at, due_at)"
+        " (destination, event_id, click_id, kind, event, created_at, expires_at, due_at, lease)"
         f" SELECT * FROM (VALUES {values}) AS new WHERE NOT EXISTS (SELECT 1 FROM delivered"
         " WHERE destination = new.column1 AND event_id = new.column2)"
     )
@@ -227,7 +236,8 @@ class Outbox(SqlReads):
         keep_journeys: bool = False,
         timeout: float | None = None,
         order_delay: float = ORDER_DELAY,
-    ) -> None:
+        lease: Lease | None = None,
+    ) -> list[tuple[str, Claim]]:
         """Store each event once per destination (again: ignored), durably, in one transaction.
 
         :param destinations: keys, or keys mapped to the event kinds they take.
@@ -240,11 +250,14 @@ class Outbox(SqlReads):
             move aside. ``None``: ``BUSY_TIMEOUT`` for the lock.
         :param order_delay: seconds a lead or status waits, at least, for its
             journey's click to be written (by any process) before it is due.
+        :param lease: write the clicks for ``lease.destinations`` claimed, and
+            return them (see ``stores.Store.add``).
         """
         now = self.clock()
         routes = destinations if isinstance(destinations, Mapping) else None
         rows = [
-            (key, e.event_id, e.click_id, e.kind, text, e.created_at, e.created_at + max_age, due)
+            (key, e.event_id, e.click_id, e.kind, text, e.created_at, e.created_at + max_age)
+            + ((lease.until, lease.token) if is_leased(e, key, lease) else (due, None))  # type: ignore[union-attr]
             for e in events
             for due in (due_at(e, now, order_delay),)
             for text in (json.dumps(e.to_dict()),)
@@ -257,12 +270,36 @@ class Outbox(SqlReads):
             if keep_journeys and (e.kind == "click" or e.journey)
         ]
 
-        def write(db: sqlite3.Connection) -> None:
+        def write(db: sqlite3.Connection) -> list[tuple[str, Claim]]:
             _insert_all(db, _insert, rows)
             _insert_all(db, _remember_journeys, journeys)
+            return self._written_claimed(db, lease, events) if lease is not None else []
 
         deadline = None if timeout is None else time.monotonic() + timeout
-        self._run(write, durable=True, deadline=deadline)
+        return self._run(write, durable=True, deadline=deadline)
+
+    def _written_claimed(
+        self, db: sqlite3.Connection, lease: Lease, events: Sequence[Event]
+    ) -> list[tuple[str, Claim]]:
+        """The rows ``add`` just wrote claimed: ours are those with our token and this end.
+
+        A click that was stored already kept its row, another sender's: not ours.
+        """
+        by_id = {event.event_id: event for event in events}
+        claimed: list[tuple[str, Claim]] = []
+        for destination in sorted(lease.destinations):
+            [rows] = db.execute(
+                "SELECT json_group_array(json_array(id, event_id, expires_at)) FROM outbox"
+                " WHERE destination = ? AND state = 'pending' AND due_at = ? AND lease = ?"
+                " AND attempts = 0",
+                (destination, lease.until, lease.token),
+            ).fetchone()
+            claimed += [
+                (destination, Claim(row_id, by_id[event_id], 0, expires_at))
+                for row_id, event_id, expires_at in json.loads(rows)
+                if event_id in by_id
+            ]
+        return claimed
 
     def forget_expired(self, dead_after: Mapping[str, float] | None = None) -> None:
         """Drop journeys and delivered eventIds older than a journey's lifetime.

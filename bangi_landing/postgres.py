@@ -50,8 +50,10 @@ from .stores import (
     ORDER_DELAY,
     RECOVERY_ORDER_DELAY,
     Claim,
+    Lease,
     SqlReads,
     due_at,
+    is_leased,
     journey_of,
     with_journeys,
 )
@@ -70,14 +72,15 @@ _SCHEMA_LOCK = int.from_bytes(b"bangi", "big")
 # already delivered to this destination is not added again (see finish()).
 _INSERT = (
     "INSERT INTO bangi_outbox"
-    " (destination, event_id, click_id, kind, event, created_at, expires_at, due_at)"
+    " (destination, event_id, click_id, kind, event, created_at, expires_at, due_at, lease)"
     " SELECT row->>'destination', row->>'event_id', row->>'click_id', row->>'kind',"
     " row->'event', (row->>'created_at')::float8, (row->>'expires_at')::float8,"
-    " (row->>'due_at')::float8"
+    " (row->>'due_at')::float8, row->>'lease'"
     " FROM jsonb_array_elements(%s) WITH ORDINALITY AS new(row, n)"
     " WHERE NOT EXISTS (SELECT 1 FROM bangi_delivered"
     "  WHERE destination = new.row->>'destination' AND event_id = new.row->>'event_id')"
     " ORDER BY n ON CONFLICT (destination, event_id) DO NOTHING"
+    " RETURNING id, destination, event_id, expires_at, lease IS NOT NULL"
 )
 
 # The database away, or a connection lost: the spool takes the events meanwhile.
@@ -166,10 +169,12 @@ class PostgresStore(SqlReads):
         keep_journeys: bool = False,
         timeout: float | None = None,
         order_delay: float = ORDER_DELAY,
-    ) -> None:
+        lease: Lease | None = None,
+    ) -> list[tuple[str, Claim]]:
         """Store each event once per destination, in one transaction, committed on return.
 
-        In the spool, if there is one, while the database is unreachable.
+        In the spool, if there is one, while the database is unreachable (then
+        nothing is written claimed: see ``stores.Store.add`` for ``lease``).
 
         :param timeout: seconds a request waits, at most, to connect and write;
             past them ``psycopg.OperationalError`` is raised (or the spool
@@ -177,7 +182,9 @@ class PostgresStore(SqlReads):
         """
         try:
             self._move_spool()
-            self._add(events, destinations, max_age, keep_journeys, timeout, order_delay)
+            claimed = self._add(
+                events, destinations, max_age, keep_journeys, timeout, order_delay, lease
+            )
         except _UNREACHABLE as error:
             if self.spool is None:
                 raise
@@ -191,8 +198,9 @@ class PostgresStore(SqlReads):
                 order_delay=order_delay,
             )
             self._spooled = True
-            return
+            return []
         self._back()
+        return claimed
 
     def _add(
         self,
@@ -202,15 +210,19 @@ class PostgresStore(SqlReads):
         keep_journeys: bool,
         timeout: float | None,
         order_delay: float,
-    ) -> None:
+        lease: Lease | None,
+    ) -> list[tuple[str, Claim]]:
         now = self.clock()
         routes = destinations if isinstance(destinations, Mapping) else None
         rows = [
             _row(key, e, e.created_at + max_age, due_at(e, now, order_delay))
+            if not is_leased(e, key, lease)
+            else _row(key, e, e.created_at + max_age, lease.until, lease.token)  # type: ignore[union-attr]
             for e in events
             for key in destinations
             if routes is None or e.kind in routes[key]
         ]
+        written: list[tuple[int, str, str, float, bool]] = []
         journeys: dict[str, dict[str, str]] = {}
         lifetimes: dict[str, float] = {}
         for e in events:
@@ -220,11 +232,17 @@ class PostgresStore(SqlReads):
         with self._transaction(timeout) as db:
             cursor = db.cursor()
             if rows:
-                cursor.execute(_INSERT, (Jsonb(rows),))
+                written = cursor.execute(_INSERT, (Jsonb(rows),)).fetchall()
                 cursor.execute("SELECT pg_notify(%s, '')", (CHANNEL,))  # sent at commit
             cursor.executemany(
                 _MERGE_JOURNEY, [(c, Jsonb(journeys[c]), lifetimes[c]) for c in sorted(journeys)]
             )
+        by_id = {event.event_id: event for event in events}
+        return [
+            (destination, Claim(row_id, by_id[event_id], 0, expires_at))
+            for row_id, destination, event_id, expires_at, claimed in written
+            if claimed
+        ]
 
     def _move_spool(self) -> None:
         """Move what waits in the spool to the database (raises its faults, if it is away).
@@ -542,9 +560,12 @@ class PostgresStore(SqlReads):
                     )
 
 
-def _row(destination: str, event: Event, expires_at: float, due: float) -> dict[str, Any]:
+def _row(
+    destination: str, event: Event, expires_at: float, due: float, lease: str | None = None
+) -> dict[str, Any]:
     """``event``'s row of ``destination``, one of the array ``_INSERT`` takes."""
     return {
+        "lease": lease,
         "destination": destination,
         "event_id": event.event_id,
         "click_id": event.click_id,

@@ -52,12 +52,13 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from typing import TYPE_CHECKING
 
 from .destinations import DeliveryError
 from .events import clean_event
 from .retry import CircuitBreaker, RetryPolicy
-from .stores import ORDER_DELAY, RECOVERY_ORDER_DELAY
+from .stores import ORDER_DELAY, RECOVERY_ORDER_DELAY, Lease
 
 if TYPE_CHECKING:
     from .destinations import Destination
@@ -274,11 +275,14 @@ class BackgroundSender:
         self._write_now = threading.Event()  # flush() cuts the writer's gathering short
         self._passes = 0  # delivery passes started
         self._settled_pass = -1  # the last pass that found nothing due
+        self._flushing = 0  # flush() calls waiting for a pass to settle
         self._delivering = 0  # delivery threads busy with claimed rows
         self._delivered = 0  # batches finished (by any thread)
         self._breakers = {key: CircuitBreaker(self.retry) for key in self._keys}
         self._probes = {key: threading.Lock() for key in self._keys}  # see deliver_due
         self._whole_batches: dict[str, bool] = {}  # see _claim_and_deliver
+        # Clicks the writer wrote claimed, for a delivery thread to send (see _write).
+        self._handed: dict[str, deque[list[Claim]]] = {key: deque() for key in self._keys}
         self._answer_times: dict[str, float] = {}  # seconds per event, see _chunk
         self._reported = self.stats.snapshot()
         self._next_report = self.clock() + self.report_interval
@@ -370,6 +374,9 @@ class BackgroundSender:
         for thread in self._threads:
             thread.join(timeout)
         if self.outbox is not None:
+            for key in self._keys:
+                with suppress(*self.outbox.faults):
+                    self._release_handed(key)
             self.outbox.close()
 
     def flush(self, timeout: float = EXIT_FLUSH_TIMEOUT) -> bool:
@@ -394,10 +401,14 @@ class BackgroundSender:
             return True
         with self._settled:
             target = self._passes  # the next pass starts after everything above was written
-            self.wake()
-            while self._settled_pass < target:
-                if not self._settled.wait(max(0.0, deadline - time.monotonic())):
-                    return False
+            self._flushing += 1
+            try:
+                self.wake()
+                while self._settled_pass < target:
+                    if not self._settled.wait(max(0.0, deadline - time.monotonic())):
+                        return False
+            finally:
+                self._flushing -= 1
         return True
 
     def depth(self) -> int:
@@ -457,7 +468,7 @@ class BackgroundSender:
             try:
                 # While the outbox refuses them, they wait here, and the queue
                 # behind them holds the pages' events (see submit).
-                while not self._write(events) and not self._closed:
+                while not self._write(events, hand_over=True) and not self._closed:
                     time.sleep(WRITE_RETRY_INTERVAL)
             finally:
                 self._pending.done(events)
@@ -469,22 +480,28 @@ class BackgroundSender:
             self.stats.add("queued", len(events))
         return [clean_event(event) for event in events]
 
-    def _write(self, events: list[Event], *, timeout: float | None = None) -> bool:
+    def _write(
+        self, events: list[Event], *, timeout: float | None = None, hand_over: bool = False
+    ) -> bool:
         """Put ``events`` in the outbox; False, logged at most once a minute, if it refused.
 
         :param timeout: seconds to wait for a busy outbox (a request's, a flush's).
+        :param hand_over: write the clicks for destinations that take whole batches
+            already claimed, and hand them to a delivery thread: the claim it would
+            make a moment later, a transaction and the events' decoding, is saved.
         """
         if not events:
             return True
         assert self.outbox is not None
         try:
-            self.outbox.add(
+            claimed = self.outbox.add(
                 events,
                 self._routes,
                 max_age=self.retry.max_age,
                 keep_journeys=self._keep_journeys,
                 timeout=timeout,
                 order_delay=RECOVERY_ORDER_DELAY if self._write_failing else ORDER_DELAY,
+                lease=self._handover_lease() if hand_over else None,
             )
         except Exception as error:
             self._write_failing = True
@@ -501,8 +518,43 @@ class BackgroundSender:
         if self._write_failing:
             self._write_failing = False
             logger.info("bangi-landing: the outbox %s takes events again", self.outbox.name)
+        self._hand_over(claimed)
         self.wake(one=True)
         return True
+
+    def _handover_lease(self) -> Lease | None:
+        """The lease a write's clicks are claimed under: for destinations that answer fast
+        (whole batches) and work; None if there is none."""
+        now = self.clock()
+        keys = frozenset(
+            key
+            for key, breaker in self._breakers.items()
+            if self._whole_batches.get(key) and not breaker.is_open and not breaker.is_paused(now)
+        )
+        return Lease(self._lease_token, now + self.lease, keys) if keys else None
+
+    def _hand_over(self, claimed: list[tuple[str, Claim]]) -> None:
+        """Queue written claims for the delivery threads, a batch at a time (each wakes one)."""
+        by_destination: dict[str, list[Claim]] = {}
+        for key, claim in claimed:
+            by_destination.setdefault(key, []).append(claim)
+        for key, claims in by_destination.items():
+            for start in range(0, len(claims), self.batch_size):
+                self._handed[key].append(claims[start : start + self.batch_size])
+                self.wake(one=True)
+
+    def _release_handed(self, key: str) -> None:
+        """Give back what was handed over and not sent (the destination paused, the sender
+        closing): due again now, for any sender."""
+        assert self.outbox is not None
+        ids = []
+        while True:
+            try:
+                ids += [claim.id for claim in self._handed[key].popleft()]
+            except IndexError:
+                break
+        if ids:
+            self.outbox.finish(self._lease_token, release=ids)
 
     def _deliver_from_memory(self) -> None:
         while not self._closed:
@@ -572,10 +624,12 @@ class BackgroundSender:
         worked = False
         for destination in self.destinations:
             breaker = self._breakers[destination.key]
-            if breaker.is_paused(self.clock()):
-                continue
             # A failing destination is tried by one thread, one event at a time.
             failing = breaker.is_open
+            if failing or breaker.is_paused(self.clock()):
+                self._release_handed(destination.key)
+            if breaker.is_paused(self.clock()):
+                continue
             probe = self._probes[destination.key]
             if failing and not probe.acquire(blocking=False):
                 continue
@@ -604,9 +658,14 @@ class BackgroundSender:
             # unless another thread holds rows or finished some since this pass
             # began (which may have let a journey's next row go): it passes again.
             with self._settled:
-                if not self._delivering and self._delivered == delivered_before:
+                handed = any(self._handed.values())
+                if not self._delivering and self._delivered == delivered_before and not handed:
                     self._settled_pass = this_pass
                     self._settled.notify_all()
+                elif self._flushing:
+                    # Others were busy: whichever finishes last may find this
+                    # thread's check stale too, so a flush waits for a pass soon.
+                    next_due = now
         # Until the next row or pause end, at most 5 s: other processes add rows too.
         wake_at = min([*paused, next_due or now + 5.0])
         with self._wakes:
@@ -621,6 +680,13 @@ class BackgroundSender:
         if there is one, so a probe is not the event refused last time.
         """
         assert self.outbox is not None
+        try:
+            handed = self._handed[destination.key].popleft()
+        except IndexError:
+            pass
+        else:
+            self._deliver_claims(destination, handed)  # written claimed: see _write
+            return True
         now = self.clock()
         # A destination that answers fast gets whole batches: one pipelined exchange,
         # one claim and one finish for all. Any other (one that takes events one at

@@ -33,7 +33,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from .events import Event
 
@@ -54,6 +54,15 @@ class Claim:
     event: Event
     attempts: int  # before this one
     expires_at: float
+
+
+class Lease(NamedTuple):
+    """Clicks to write already claimed (``Store.add``): by ``token``, until ``until``,
+    for these ``destinations``."""
+
+    token: str
+    until: float
+    destinations: frozenset[str]
 
 
 class Store(Protocol):
@@ -83,11 +92,16 @@ class Store(Protocol):
         keep_journeys: bool = False,
         timeout: float | None = None,
         order_delay: float = ORDER_DELAY,
-    ) -> None:
+        lease: Lease | None = None,
+    ) -> list[tuple[str, Claim]]:
         """Store each event once per destination, in one transaction, committed on return.
 
         :param order_delay: seconds a lead or status waits, at least, for its
             journey's click to be written (by any process) before it is due.
+        :param lease: the clicks for ``lease.destinations`` are written claimed,
+            as ``claim`` would leave them, and returned with their destination
+            for the caller to deliver (saving a claim); a click already stored
+            is not (it is another sender's). Any other row is written as usual.
         """
 
     def forget_expired(self, dead_after: Mapping[str, float] | None = None) -> None:
@@ -166,6 +180,14 @@ def journey_of(event: Event) -> dict[str, str]:
     if event.kind == "click":
         params = {k: v for k, v in event.params.items() if isinstance(v, str)}
     return {**params, **event.journey}
+
+
+def is_leased(event: Event, destination: str, lease: Lease | None) -> bool:
+    """Whether ``event``'s row of ``destination`` is written claimed (see ``Store.add``).
+
+    Only a click: it starts its journey, so it never waits for an older row.
+    """
+    return lease is not None and event.kind == "click" and destination in lease.destinations
 
 
 def due_at(event: Event, now: float, order_delay: float = ORDER_DELAY) -> float:
@@ -281,9 +303,11 @@ class MemoryStore:
         keep_journeys: bool = False,
         timeout: float | None = None,
         order_delay: float = ORDER_DELAY,
-    ) -> None:
+        lease: Lease | None = None,
+    ) -> list[tuple[str, Claim]]:
         now = self.clock()
         routes = destinations if isinstance(destinations, Mapping) else None
+        claimed: list[tuple[str, Claim]] = []
         with self._lock:
             for event in events:
                 for key in destinations:
@@ -294,9 +318,11 @@ class MemoryStore:
                         continue
                     row_id = next(self._ids)
                     expires_at = event.created_at + max_age
-                    self._rows[row_id] = _Row(
-                        row_id, key, event, expires_at, due_at(event, now, order_delay)
-                    )
+                    row = _Row(row_id, key, event, expires_at, due_at(event, now, order_delay))
+                    if is_leased(event, key, lease):
+                        row.due_at, row.lease = lease.until, lease.token  # type: ignore[union-attr]
+                        claimed.append((key, Claim(row_id, event, 0, expires_at)))
+                    self._rows[row_id] = row
                     self._keys[unique] = row_id
                 if keep_journeys and (event.kind == "click" or event.journey):
                     params, _ = self._journeys.get(event.click_id, ({}, 0.0))
@@ -304,6 +330,7 @@ class MemoryStore:
                         {**params, **journey_of(event)},
                         event.created_at + self.journey_lifetime,
                     )
+        return claimed
 
     def forget_expired(self, dead_after: Mapping[str, float] | None = None) -> None:
         now = self.clock()

@@ -26,7 +26,7 @@ from bangi_landing.outbox import Outbox
 from bangi_landing.retry import RetryPolicy
 from bangi_landing.sealed import Sealer
 from bangi_landing.sender import FORGET_INTERVAL, BackgroundSender
-from bangi_landing.stores import ORDER_DELAY
+from bangi_landing.stores import ORDER_DELAY, Claim
 from bangi_landing.tracker import network
 
 from .conftest import SECRET, Tracker, serve_landing
@@ -441,9 +441,9 @@ class CountingOutbox(Outbox):
 
     writes: list[list[str]]
 
-    def add(self, events: Sequence[Event], *args: Any, **kwargs: Any) -> None:
+    def add(self, events: Sequence[Event], *args: Any, **kwargs: Any) -> list[tuple[str, Claim]]:
         self.writes.append([event.kind for event in events])
-        super().add(events, *args, **kwargs)
+        return super().add(events, *args, **kwargs)
 
 
 def test_a_submits_lead_and_order_are_one_write(tmp_path: Path) -> None:

@@ -27,17 +27,18 @@ from typing import Any
 
 import pytest
 
+from bangi_landing import sender as sender_module
 from bangi_landing.destinations import AlterCPAPro, BangiTracker, DeliveryError
 from bangi_landing.events import MAX_DEPTH, MAX_PAYLOAD_BYTES, Event, clean_event
 from bangi_landing.outbox import Outbox
 from bangi_landing.retry import RetryPolicy
 from bangi_landing.sender import BackgroundSender, ThrottledLog
-from bangi_landing.stores import ORDER_DELAY
+from bangi_landing.stores import ORDER_DELAY, Claim
 from bangi_landing.tracker.app import MAX_BODY
 
 from .conftest import Landing, Tracker
 from .forked import exit_code
-from .utils import Clock, Sink, form_click_ids, live_server, silent_tracker
+from .utils import Clock, Sink, eventually, form_click_ids, live_server, silent_tracker
 
 TOKEN = "pro-site-token-5f3a9c"
 CLICK_ID = "8f1b5c6e-7a3d-4d20-a7f1-12a2b8f7a9c1"
@@ -133,6 +134,39 @@ def test_events_go_out_over_several_connections_at_once(
     assert sender.flush(10)
     assert len(set(server.event_ids())) == 100
     assert server.most_in_flight == 4
+
+
+class ClaimCounting(Outbox):
+    """The SQLite outbox, counting the rows its claims return."""
+
+    claimed = 0
+
+    def claim(self, *args: Any, **kwargs: Any) -> list[Claim]:
+        claims = super().claim(*args, **kwargs)
+        self.claimed += len(claims)
+        return claims
+
+
+def test_a_fast_trackers_clicks_are_written_claimed_and_handed_to_a_delivery_thread(
+    sink: tuple[Sink, str], tmp_path: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server, url = sink
+    monkeypatch.setattr(sender_module, "SLOW_ANSWERS", 10.0)  # any loopback answer is fast
+    outbox = ClaimCounting(tmp_path / "outbox.sqlite3", clock=clock)
+    sender = sender_for(url, outbox, clock)
+    for _ in range(30):  # claimed from the outbox: the sender learns the tracker is fast
+        sender.submit(click())
+    assert sender.flush(10)
+    assert outbox.claimed == 30
+    later = [click() for _ in range(50)]
+    for event in later:
+        sender.submit(event)
+    # The writer thread writes them (flush would write them itself, unclaimed).
+    assert eventually(lambda: len(server.received) == 80)
+    assert sender.flush(10)
+    assert outbox.claimed == 30  # none of these: the writer claimed them as it wrote them
+    assert sorted(server.event_ids()[30:]) == sorted(e.event_id for e in later)
+    assert outbox.depth() == 0
 
 
 def test_one_flush_delivers_every_journey_whole_and_in_order(

@@ -21,7 +21,7 @@ from bangi_landing.outbox import Outbox
 from bangi_landing.postgres import PostgresStore
 from bangi_landing.retry import RetryPolicy
 from bangi_landing.sender import BackgroundSender
-from bangi_landing.stores import ORDER_DELAY, MemoryStore, Store
+from bangi_landing.stores import ORDER_DELAY, Lease, MemoryStore, Store
 
 from .postgres import Server
 from .utils import Clock, Sink, live_server
@@ -178,6 +178,27 @@ def test_a_claimed_row_is_nobody_elses_until_its_lease_runs_out(store: Store, cl
     assert store.next_due([BANGI]) == clock.now + 60
     store.finish("b", sent=[taken])
     assert store.depth() == 0
+
+
+def test_clicks_written_claimed_come_back_and_are_nobody_elses(store: Store, clock: Clock) -> None:
+    stored = click(0)
+    store.add([stored], [BANGI], max_age=DAY)  # stored already: another sender's to claim
+    lead = Event("lead", JOURNEY, {}, created_at=1e6)
+    lease = Lease("writer", clock() + 60, frozenset({BANGI}))
+    events = [stored, click(1), click(2), lead]
+    claimed = store.add(events, [BANGI, OTHER], max_age=DAY, lease=lease)
+    # The new clicks for BANGI, claimed as claim() would leave them; nothing else.
+    assert sorted((key, c.event.click_id) for key, c in claimed) == [
+        (BANGI, click(1).click_id),
+        (BANGI, click(2).click_id),
+    ]
+    assert {c.attempts for _, c in claimed} == {0}
+    assert {c.expires_at for _, c in claimed} == {1e6 + DAY}
+    clock.now += ORDER_DELAY
+    # Click 0 and the lead (held an hour): the rest are leased.
+    assert len(claim(store, "b", until=clock() + 3600)) == 2
+    clock.now += 61  # the writer's lease has run out (it died before sending them)
+    assert sorted(claim(store, "c")) == sorted(c.id for _, c in claimed)
 
 
 def test_a_lease_extended_keeps_the_row(store: Store, clock: Clock) -> None:
