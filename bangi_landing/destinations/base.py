@@ -187,6 +187,18 @@ class HttpDestination:
                 local.one_at_a_time.add(server)  # it closed, or failed, mid-batch
             todo = todo[answered:]
 
+    def close(self) -> None:
+        """Close this thread's kept-alive connections (a later request opens new ones).
+
+        A destination kept for the process's life need not: its connections
+        end with it. One dropped earlier would leave its sockets to the
+        garbage collector (a ``ResourceWarning``).
+        """
+        connections = self._connections().connections
+        for connection in connections.values():
+            connection.close()
+        connections.clear()
+
     def _connections(self) -> Any:
         """This thread's connections, and the servers it sends one request at a time."""
         local = self._local
