@@ -233,7 +233,10 @@ class PostgresStore(SqlReads):
             cursor = db.cursor()
             if rows:
                 written = cursor.execute(_INSERT, (Jsonb(rows),)).fetchall()
-                cursor.execute("SELECT pg_notify(%s, '')", (CHANNEL,))  # sent at commit
+                # Sent at commit, to wake the senders of every host, unless all that was
+                # written is claimed already (and woke nobody but its own writer's thread).
+                if not all(claimed for *_, claimed in written):
+                    cursor.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
             cursor.executemany(
                 _MERGE_JOURNEY, [(c, Jsonb(journeys[c]), lifetimes[c]) for c in sorted(journeys)]
             )

@@ -571,7 +571,8 @@ class BackgroundSender:
         assert self.outbox is not None
         while not self._closed:
             try:
-                self.outbox.listen(self.wake, lambda: self._closed)
+                # One thread per notice: it wakes another if it finds a full batch.
+                self.outbox.listen(lambda: self.wake(one=True), lambda: self._closed)
             except Exception as error:  # the senders still look every 5 s meanwhile
                 self.write_log.warning(
                     "bangi-landing: cannot listen for new events in the outbox %s (%s: %s)",
@@ -624,11 +625,11 @@ class BackgroundSender:
         worked = False
         for destination in self.destinations:
             breaker = self._breakers[destination.key]
-            # A failing destination is tried by one thread, one event at a time.
-            failing = breaker.is_open
-            if failing or breaker.is_paused(self.clock()):
-                self._release_handed(destination.key)
-            if breaker.is_paused(self.clock()):
+            failing = breaker.is_open  # tried by one thread, one event at a time
+            resting = breaker.is_paused(self.clock())
+            if failing or resting:
+                self._release_handed(destination.key)  # due again, for the probe or later
+            if resting:
                 continue
             probe = self._probes[destination.key]
             if failing and not probe.acquire(blocking=False):
