@@ -10,13 +10,17 @@ on an in-memory queue. Off the request path:
   (waking a thread for every page would cost each page more than the
   middleware's own work);
 * the **delivery** threads (``concurrency``, each with its own kept-alive
-  connections) claim their share of the due rows, send them, and record the
-  outcome: deleted after a 2xx, retried later with backoff, or dead. An
-  event that fails backs off alone; only failures that span events pause a
-  destination as a whole (``retry.CircuitBreaker``), which is then probed by
-  one thread with one event, a new one each time, so a tracker that is down
-  costs one attempt per backoff period, and one event it keeps refusing
-  holds back no other.
+  connections) claim due rows, send them, and record the outcome: deleted
+  after a 2xx, retried later with backoff, or dead. A write wakes one of
+  them, which wakes another when it finds a full batch. A destination that
+  takes batches and answers fast (the Bangi tracker, pipelined) gets whole
+  ones, and the writer writes its clicks already claimed and hands them to a
+  delivery thread (``_write``); any other has the due rows shared out, its
+  threads waiting for its answers side by side. An event that fails backs
+  off alone; only failures that span events pause a destination as a whole
+  (``retry.CircuitBreaker``), which is then probed by one thread with one
+  event, a new one each time, so a tracker that is down costs one attempt
+  per backoff period, and one event it keeps refusing holds back no other.
 
 Events are cleaned (``events.clean_event``) before they enter the outbox: in
 the writer thread for queued events, off the page's path; by the request
