@@ -14,8 +14,9 @@ on an in-memory queue. Off the request path:
   after a 2xx, retried later with backoff, or dead. A write wakes one of
   them, which wakes another when it finds a full batch. A destination that
   takes batches and answers fast (the Bangi tracker, pipelined) gets whole
-  ones, and the writer writes its clicks already claimed and hands them to a
-  delivery thread (``_write``); any other has the due rows shared out, its
+  ones, and the writer does not write its clicks at all: it carries them to a
+  delivery thread, and writes only those still not delivered when their
+  100 ms run out (``_Carried``); any other has the due rows shared out, its
   threads waiting for its answers side by side. An event that fails backs
   off alone; only failures that span events pause a destination as a whole
   (``retry.CircuitBreaker``), which is then probed by one thread with one
@@ -55,24 +56,27 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import suppress
 from typing import TYPE_CHECKING
 
 from .destinations import DeliveryError
 from .events import clean_event
 from .retry import CircuitBreaker, RetryPolicy
-from .stores import ORDER_DELAY, RECOVERY_ORDER_DELAY, Lease
+from .stores import ORDER_DELAY, RECOVERY_ORDER_DELAY, Claim, Lease
 
 if TYPE_CHECKING:
     from .destinations import Destination
     from .events import Event
-    from .stores import Claim, Store
+    from .stores import Store
 
 logger = logging.getLogger("bangi_landing")
 
 EXIT_FLUSH_TIMEOUT = 2.0
 CLICK_GATHER = 0.05  # seconds the writer lets clicks gather: half the 100 ms promised
+# Seconds a carried batch (see _Carried) may go unwritten after the writer took it:
+# the rest of the 100 ms, less 10 ms for the write.
+CARRY_FOR = 0.1 - CLICK_GATHER - 0.01
 START_CHECK_INTERVAL = 0.5  # how often start() looks at the threads
 FORGET_INTERVAL = 3600.0  # how often expired journey data is dropped from the outbox
 # A request writing its lead waits this long at most for a busy outbox (another
@@ -171,9 +175,9 @@ class _PendingEvents:
         self._events.extendleft(reversed(events))
         self._ready.set()
 
-    def wait(self) -> None:
-        """Until something was added (or ``wake`` was called)."""
-        self._ready.wait()
+    def wait(self, timeout: float | None = None) -> None:
+        """Until something was added (or ``wake`` was called), ``timeout`` s at most."""
+        self._ready.wait(timeout)
 
     def wake(self) -> None:
         """End a ``wait`` with nothing added (the sender is closing)."""
@@ -196,6 +200,39 @@ class _PendingEvents:
         """Wait until everything added is handled; False if ``timeout`` ran out first."""
         with self._handled:
             return self._handled.wait_for(lambda: not self._events and not self._in_hand, timeout)
+
+
+class _Carried:
+    """Clicks for one destination, delivered before they are written.
+
+    A tracker that answers fast has them all well within the 100 ms a click
+    has to reach the outbox, and then they are never written: no insert, no
+    claim, no delete, which were most of what a click cost the landing. The
+    promise holds either way: within 100 ms a click is at the tracker or in
+    the outbox. What is not delivered by then is written claimed by this
+    sender, by the writer at ``deadline`` (still being sent, maybe) or by the
+    delivery thread as soon as it fails, and from there on it goes like any
+    claimed row.
+
+    ``claims`` are numbered by their place in the batch; ``ids`` maps those
+    numbers to the rows' ids once written. ``lock`` is held while either
+    thread writes them or the delivery thread records their outcome.
+    """
+
+    __slots__ = ("claims", "deadline", "ids", "key", "lock", "settled")
+
+    def __init__(self, key: str, events: list[Event], max_age: float, deadline: float):
+        self.key = key
+        self.claims = [Claim(n, e, 0, e.created_at + max_age) for n, e in enumerate(events)]
+        self.deadline = deadline  # time.monotonic()
+        self.lock = threading.Lock()
+        self.ids: dict[int, int] | None = None
+        self.settled = False  # outcome recorded, or the clicks given back to the queue
+
+    @property
+    def unwritten(self) -> bool:
+        """Neither written nor settled: only memory holds these clicks."""
+        return self.ids is None and not self.settled
 
 
 class BackgroundSender:
@@ -261,7 +298,7 @@ class BackgroundSender:
         # The child of a fork has no threads and may hold copies of locks that
         # were taken at fork time: give it everything new.
         os.register_at_fork(after_in_child=lambda: _call(ref, "_start_fresh"))
-        atexit.register(_call, ref, "flush", EXIT_FLUSH_TIMEOUT)
+        atexit.register(_call, ref, "_exit")
         _warn_if_uwsgi_without_threads()
 
     def _start_fresh(self) -> None:
@@ -285,8 +322,11 @@ class BackgroundSender:
         self._breakers = {key: CircuitBreaker(self.retry) for key in self._keys}
         self._probes = {key: threading.Lock() for key in self._keys}  # see deliver_due
         self._whole_batches: dict[str, bool] = {}  # see _claim_and_deliver
-        # Clicks the writer wrote claimed, for a delivery thread to send (see _write).
-        self._handed: dict[str, deque[list[Claim]]] = {key: deque() for key in self._keys}
+        # Clicks the writer carries to the delivery threads (see _Carried): waiting for a
+        # thread, and, for the writer to keep their deadline, all not yet settled.
+        self._handed: dict[str, deque[_Carried]] = {key: deque() for key in self._keys}
+        self._carrying: deque[_Carried] = deque()
+        self._carrying_lock = threading.Lock()  # the writer's, and close()'s
         self._answer_times: dict[str, float] = {}  # seconds per event, see _chunk
         self._reported = self.stats.snapshot()
         self._next_report = self.clock() + self.report_interval
@@ -381,6 +421,7 @@ class BackgroundSender:
             for key in self._keys:
                 with suppress(*self.outbox.faults):
                     self._release_handed(key)
+            self._write_overdue(everything=True)
             self.outbox.close()
 
     def flush(self, timeout: float = EXIT_FLUSH_TIMEOUT) -> bool:
@@ -414,6 +455,13 @@ class BackgroundSender:
             finally:
                 self._flushing -= 1
         return True
+
+    def _exit(self) -> None:
+        """At the interpreter's exit: deliver for ``EXIT_FLUSH_TIMEOUT`` s, then write what
+        is carried still (a tracker that stopped answering)."""
+        self.flush(EXIT_FLUSH_TIMEOUT)
+        if self.outbox is not None and self._pid == os.getpid():
+            self._write_overdue(everything=True)
 
     def depth(self) -> int:
         """Events waiting: in the outbox (all processes), or in memory."""
@@ -465,17 +513,46 @@ class BackgroundSender:
 
     def _write_queued(self) -> None:
         while not self._closed:
-            self._pending.wait()
-            self._write_now.wait(CLICK_GATHER)
+            # Woken by an event, or by a carried batch's deadline.
+            self._pending.wait(self._until_overdue())
+            overdue_in = self._until_overdue()
+            self._write_now.wait(
+                CLICK_GATHER if overdue_in is None else min(CLICK_GATHER, overdue_in)
+            )
             self._write_now.clear()
+            self._write_overdue()
             events = self._take()
             try:
                 # While the outbox refuses them, they wait here, and the queue
                 # behind them holds the pages' events (see submit).
-                while not self._write(events, hand_over=True) and not self._closed:
+                while not self._write(events, carry=True) and not self._closed:
                     time.sleep(WRITE_RETRY_INTERVAL)
             finally:
                 self._pending.done(events)
+
+    def _until_overdue(self) -> float | None:
+        """Seconds until the oldest carried batch still unwritten must be written, if any."""
+        with self._carrying_lock:
+            carrying = self._carrying
+            while carrying and not carrying[0].unwritten:
+                carrying.popleft()  # delivered, or written: no deadline to keep
+            return max(0.0, carrying[0].deadline - time.monotonic()) if carrying else None
+
+    def _write_overdue(self, *, everything: bool = False) -> None:
+        """Write the carried batches whose deadline has come and that are not delivered yet.
+
+        :param everything: all that is left, due at once (the sender is closing).
+        """
+        now = time.monotonic()
+        while True:
+            with self._carrying_lock:
+                carrying = self._carrying
+                if not carrying or not (everything or carrying[0].deadline <= now):
+                    return
+                carried = carrying.popleft()
+            with carried.lock:
+                if carried.unwritten:  # still being sent, maybe: claimed, until its lease ends
+                    self._write_carried(carried, self.clock() + (0 if everything else self.lease))
 
     def _take(self) -> list[Event]:
         """What waits in memory, cleaned: the events to write or send (``done`` takes them back)."""
@@ -485,27 +562,43 @@ class BackgroundSender:
         return [clean_event(event) for event in events]
 
     def _write(
-        self, events: list[Event], *, timeout: float | None = None, hand_over: bool = False
+        self, events: list[Event], *, timeout: float | None = None, carry: bool = False
     ) -> bool:
         """Put ``events`` in the outbox; False, logged at most once a minute, if it refused.
 
         :param timeout: seconds to wait for a busy outbox (a request's, a flush's).
-        :param hand_over: write the clicks for destinations that take whole batches
-            already claimed, and hand them to a delivery thread: the claim it would
-            make a moment later, a transaction and the events' decoding, is saved.
+        :param carry: the clicks for destinations that answer whole batches fast
+            are not written but carried to a delivery thread (see ``_Carried``).
         """
         if not events:
             return True
         assert self.outbox is not None
+        carried = self._fast_destinations() if carry else frozenset()
+        routes = {
+            key: kinds - {"click"} if key in carried else kinds
+            for key, kinds in self._routes.items()
+        }
+        if self._keep_journeys or any(e.kind in kinds for e in events for kinds in routes.values()):
+            if not self._add(events, routes, timeout):
+                return False
+            self.wake(one=True)
+        if carried:
+            self._carry(events, carried)
+        return True
+
+    def _add(
+        self, events: list[Event], routes: Mapping[str, Collection[str]], timeout: float | None
+    ) -> bool:
+        """``outbox.add``: False, logged at most once a minute, if the outbox refused."""
+        assert self.outbox is not None
         try:
-            claimed = self.outbox.add(
+            self.outbox.add(
                 events,
-                self._routes,
+                routes,
                 max_age=self.retry.max_age,
                 keep_journeys=self._keep_journeys,
                 timeout=timeout,
                 order_delay=RECOVERY_ORDER_DELAY if self._write_failing else ORDER_DELAY,
-                lease=self._handover_lease() if hand_over else None,
             )
         except Exception as error:
             self._write_failing = True
@@ -522,43 +615,87 @@ class BackgroundSender:
         if self._write_failing:
             self._write_failing = False
             logger.info("bangi-landing: the outbox %s takes events again", self.outbox.name)
-        self._hand_over(claimed)
-        self.wake(one=True)
         return True
 
-    def _handover_lease(self) -> Lease | None:
-        """The lease a write's clicks are claimed under: for destinations that answer fast
-        (whole batches) and work; None if there is none."""
+    def _fast_destinations(self) -> frozenset[str]:
+        """The destinations whose clicks are carried: those that answer whole batches fast,
+        and work."""
         now = self.clock()
-        keys = frozenset(
+        return frozenset(
             key
             for key, breaker in self._breakers.items()
             if self._whole_batches.get(key) and not breaker.is_open and not breaker.is_paused(now)
         )
-        return Lease(self._lease_token, now + self.lease, keys) if keys else None
 
-    def _hand_over(self, claimed: list[tuple[str, Claim]]) -> None:
-        """Queue written claims for the delivery threads, a batch at a time (each wakes one)."""
-        by_destination: dict[str, list[Claim]] = {}
-        for key, claim in claimed:
-            by_destination.setdefault(key, []).append(claim)
-        for key, claims in by_destination.items():
-            for start in range(0, len(claims), self.batch_size):
-                self._handed[key].append(claims[start : start + self.batch_size])
+    def _carry(self, events: list[Event], keys: frozenset[str]) -> None:
+        """Hand the clicks for ``keys`` to the delivery threads, a batch at a time (each
+        wakes one), to be written by ``CARRY_FOR`` from now if still not delivered."""
+        clicks = [event for event in events if event.kind == "click"]
+        deadline = time.monotonic() + CARRY_FOR
+        for key in keys:
+            if "click" not in self._routes[key]:
+                continue
+            for start in range(0, len(clicks), self.batch_size):
+                batch = clicks[start : start + self.batch_size]
+                carried = _Carried(key, batch, self.retry.max_age, deadline)
+                self._carrying.append(carried)
+                self._handed[key].append(carried)
                 self.wake(one=True)
 
-    def _release_handed(self, key: str) -> None:
-        """Give back what was handed over and not sent (the destination paused, the sender
-        closing): due again now, for any sender."""
+    def _write_carried(self, carried: _Carried, until: float, only: set[int] | None = None) -> None:
+        """Write ``carried``'s clicks (those numbered ``only``), claimed until ``until``.
+
+        The caller holds ``carried.lock``. If the outbox refuses them, they go
+        back to the queue, for the writer to write as it retries: nothing is
+        lost, and a click sent meanwhile is sent again, which its eventId makes
+        harmless.
+        """
         assert self.outbox is not None
-        ids = []
+        claims = [c for c in carried.claims if only is None or c.id in only]
+        lease = Lease(self._lease_token, until, frozenset({carried.key}))
+        try:
+            written = self.outbox.add(
+                [claim.event for claim in claims],
+                {carried.key: frozenset({"click"})},
+                max_age=self.retry.max_age,
+                lease=lease,
+            )
+        except Exception as error:
+            carried.settled = True
+            self._pending.give_back([claim.event for claim in claims])
+            self.stats.add("queued", -len(claims))  # counted again when taken
+            self.write_log.warning(
+                "bangi-landing: could not write %d clicks to the outbox %s (%s: %s);"
+                " they wait in memory until it takes them",
+                len(claims),
+                self.outbox.name,
+                type(error).__name__,
+                error,
+            )
+            return
+        row_ids = {claim.event.event_id: claim.id for _, claim in written}
+        # A click missing from them was stored already: another sender's row, not ours.
+        carried.ids = {
+            claim.id: row_ids[claim.event.event_id]
+            for claim in claims
+            if claim.event.event_id in row_ids
+        }
+
+    def _release_handed(self, key: str) -> None:
+        """Give back what was carried and not sent (the destination paused, the sender
+        closing): written, or released, due now for any sender."""
+        assert self.outbox is not None
         while True:
             try:
-                ids += [claim.id for claim in self._handed[key].popleft()]
+                carried = self._handed[key].popleft()
             except IndexError:
-                break
-        if ids:
-            self.outbox.finish(self._lease_token, release=ids)
+                return
+            with carried.lock:
+                if carried.unwritten:
+                    self._write_carried(carried, self.clock())
+                elif carried.ids:
+                    self.outbox.finish(self._lease_token, release=list(carried.ids.values()))
+                carried.settled = True
 
     def _deliver_from_memory(self) -> None:
         while not self._closed:
@@ -686,11 +823,11 @@ class BackgroundSender:
         """
         assert self.outbox is not None
         try:
-            handed = self._handed[destination.key].popleft()
+            carried = self._handed[destination.key].popleft()
         except IndexError:
             pass
         else:
-            self._deliver_claims(destination, handed)  # written claimed: see _write
+            self._deliver_claims(destination, carried.claims, carried)
             return True
         now = self.clock()
         # A destination that answers fast gets whole batches: one pipelined exchange,
@@ -716,7 +853,10 @@ class BackgroundSender:
             self._deliver_claims(destination, claims)
         return bool(claims)
 
-    def _deliver_claims(self, destination: Destination, claims: list[Claim]) -> None:
+    def _deliver_claims(
+        self, destination: Destination, claims: list[Claim], carried: _Carried | None = None
+    ) -> None:
+        """Deliver claimed rows, or ``carried`` clicks, and record the outcomes."""
         assert self.outbox is not None
         breaker = self._breakers[destination.key]
         sent: list[int] = []
@@ -737,7 +877,11 @@ class BackgroundSender:
                 # All of them: those sent already are deleted only by finish() below,
                 # and another sender must not take them again meanwhile.
                 lease_end = self.clock() + self.lease
-                self.outbox.extend([c.id for c in claims], self._lease_token, lease_end)
+                ids = [c.id for c in claims]
+                if carried is not None:
+                    with carried.lock:
+                        ids = list((carried.ids or {}).values())  # unwritten: nothing to keep
+                self.outbox.extend(ids, self._lease_token, lease_end)
             batch = claims[
                 start : start + (self._chunk(destination, len(claims)) if batches else 1)
             ]
@@ -752,7 +896,46 @@ class BackgroundSender:
             if delivered:
                 breaker.delivered(self.clock(), delivered)
                 self.stats.add("sent", delivered)
-        self.outbox.finish(self._lease_token, sent=sent, retry=retry, release=release, dead=dead)
+        if carried is not None:
+            self._finish_carried(carried, lease_end, sent, retry, release, dead)
+        else:
+            self.outbox.finish(
+                self._lease_token, sent=sent, retry=retry, release=release, dead=dead
+            )
+
+    def _finish_carried(
+        self,
+        carried: _Carried,
+        lease_end: float,
+        sent: list[int],
+        retry: list[tuple[int, float, str | None]],
+        release: list[int],
+        dead: list[tuple[int, str]],
+    ) -> None:
+        """Record the outcomes of ``carried``'s clicks (given by number): nothing, if all
+        were delivered before they were written; otherwise on their rows, writing first
+        those not delivered if they are not written yet."""
+        assert self.outbox is not None
+        with carried.lock:
+            if carried.settled:  # given back to the queue: the writer has them
+                return
+            if carried.ids is None:
+                if not (retry or release or dead):
+                    carried.settled = True
+                    return  # the common case: never written at all
+                failed = {n for n, *_ in retry} | set(release) | {n for n, _ in dead}
+                self._write_carried(carried, lease_end, only=failed)
+                if carried.ids is None:
+                    return  # given back
+            carried.settled = True
+            ids = carried.ids
+            self.outbox.finish(
+                self._lease_token,
+                sent=[ids[n] for n in sent if n in ids],
+                retry=[(ids[n], due, error) for n, due, error in retry if n in ids],
+                release=[ids[n] for n in release if n in ids],
+                dead=[(ids[n], error) for n, error in dead if n in ids],
+            )
 
     def _chunk(self, destination: Destination, most: int) -> int:
         """How many claimed events to pipeline at once: as many as the breaker trusts

@@ -20,7 +20,7 @@ import sys
 import time
 import types
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -136,10 +136,15 @@ def test_events_go_out_over_several_connections_at_once(
     assert server.most_in_flight == 4
 
 
-class ClaimCounting(Outbox):
-    """The SQLite outbox, counting the rows its claims return."""
+class Counting(Outbox):
+    """The SQLite outbox, counting the events written to it and the rows claimed."""
 
+    written = 0
     claimed = 0
+
+    def add(self, events: Sequence[Event], *args: Any, **kwargs: Any) -> list[tuple[str, Claim]]:
+        self.written += len(events)
+        return super().add(events, *args, **kwargs)
 
     def claim(self, *args: Any, **kwargs: Any) -> list[Claim]:
         claims = super().claim(*args, **kwargs)
@@ -147,26 +152,87 @@ class ClaimCounting(Outbox):
         return claims
 
 
-def test_a_fast_trackers_clicks_are_written_claimed_and_handed_to_a_delivery_thread(
+def fast_tracker_learned(
+    url: str, outbox: Counting, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> BackgroundSender:
+    """A sender that has learned its tracker answers whole batches fast: its clicks are carried."""
+    monkeypatch.setattr(sender_module, "SLOW_ANSWERS", 10.0)  # any loopback answer is fast
+    sender = sender_for(url, outbox, clock)
+    for _ in range(30):  # written and claimed: the sender learns the tracker is fast
+        sender.submit(click())
+    assert sender.flush(10)
+    assert (outbox.written, outbox.claimed) == (30, 30)
+    return sender
+
+
+def test_a_fast_trackers_clicks_are_delivered_without_being_written(
     sink: tuple[Sink, str], tmp_path: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     server, url = sink
-    monkeypatch.setattr(sender_module, "SLOW_ANSWERS", 10.0)  # any loopback answer is fast
-    outbox = ClaimCounting(tmp_path / "outbox.sqlite3", clock=clock)
-    sender = sender_for(url, outbox, clock)
-    for _ in range(30):  # claimed from the outbox: the sender learns the tracker is fast
-        sender.submit(click())
-    assert sender.flush(10)
-    assert outbox.claimed == 30
+    outbox = Counting(tmp_path / "outbox.sqlite3", clock=clock)
+    sender = fast_tracker_learned(url, outbox, clock, monkeypatch)
     later = [click() for _ in range(50)]
     for event in later:
         sender.submit(event)
-    # The writer thread writes them (flush would write them itself, unclaimed).
+    # The writer thread carries them (flush would write them itself).
     assert eventually(lambda: len(server.received) == 80)
     assert sender.flush(10)
-    assert outbox.claimed == 30  # none of these: the writer claimed them as it wrote them
+    assert (outbox.written, outbox.claimed) == (30, 30)  # none of the later ones
     assert sorted(server.event_ids()[30:]) == sorted(e.event_id for e in later)
+    assert sender.stats.snapshot()["sent"] == 80
     assert outbox.depth() == 0
+
+
+def test_carried_clicks_not_delivered_within_100_ms_are_written_claimed(
+    sink: tuple[Sink, str], tmp_path: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server, url = sink
+    outbox = Counting(tmp_path / "outbox.sqlite3", clock=clock)
+    sender = fast_tracker_learned(url, outbox, clock, monkeypatch)
+    server.delay = 0.1  # the tracker slows down: 2 s for twenty pipelined clicks
+    later = [click() for _ in range(20)]
+    for event in later:
+        sender.submit(event)
+    assert server.wait_for(31)  # being sent
+    began = time.monotonic()
+    # On disk well before the tracker has them, claimed: no other sender takes them.
+    assert eventually(lambda: outbox.depth() == 20)
+    assert time.monotonic() - began < 1.0
+    key = sender.destinations[0].key
+    assert outbox.claim(key, "another", limit=100, until=clock.now + 60) == []
+    assert sender.flush(10)
+    assert outbox.depth() == 0  # deleted once delivered
+    assert sorted(server.event_ids()[30:]) == sorted(e.event_id for e in later)
+    assert outbox.claimed == 30  # the delivery thread kept them: no claim
+
+
+def test_carried_clicks_the_tracker_refuses_are_written_and_retried(
+    sink: tuple[Sink, str], tmp_path: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    server, url = sink
+    outbox = Counting(tmp_path / "outbox.sqlite3", clock=clock)
+    sender = fast_tracker_learned(url, outbox, clock, monkeypatch)
+    refused, accepted = click(), click()
+    server.statuses[refused.event_id] = 503
+    sender.submit(refused)
+    sender.submit(accepted)
+    assert server.wait_for(32)
+    assert eventually(lambda: sender.stats.snapshot()["retried"] == 1)
+    # Only the one refused is written, due again after its backoff.
+    assert outbox.written == 31
+    [(event_id, attempts, _)] = [
+        (row[0], row[1], row[2])
+        for row in outbox._all("SELECT event_id, attempts, lease FROM outbox")
+    ]
+    assert (event_id, attempts) == (refused.event_id, 1)
+    del server.statuses[refused.event_id]
+    clock.now += 3600
+    sender.wake()
+    assert sender.flush(10)
+    assert outbox.depth() == 0
+    assert server.event_ids().count(refused.event_id) == 2
+    assert any("will retry" in line for line in warnings(caplog))
 
 
 def test_one_flush_delivers_every_journey_whole_and_in_order(
@@ -438,7 +504,10 @@ def test_the_threads_restart_in_a_forked_child(
         code = 1
         try:
             sender.submit(child_event)
-            code = 0 if sender.flush(10) and sender.stats.snapshot()["sent"] == 1 else 1
+            # Delivered by the child's threads, or by the parent's, which share the outbox.
+            delivered = sender.flush(10) and sender.stats.snapshot()["queued"] == 1
+            threads = sender._threads  # started afresh in the child
+            code = 0 if delivered and threads and all(t.is_alive() for t in threads) else 1
         finally:
             os._exit(code)
     assert exit_code(pid, timeout=20) == 0
