@@ -40,6 +40,8 @@ MAX_INT = 2**63 - 1
 JOURNEY_VARIANT = "variant"
 # Parameters the middleware sets itself: never dropped to fit the size limit.
 _OURS = frozenset({"campaignId", "landingPath", "status", "payout"})
+# Event.body's encoder, made once: json.dumps with options builds one per call.
+_encode_compact = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def journey_event_id(kind: EventKind, click_id: str, detail: str = "") -> str:
@@ -94,7 +96,7 @@ class Event:
 
     def body(self) -> bytes:
         """:meth:`payload` as a JSON request body, compact UTF-8: what the size limit measures."""
-        text = json.dumps(self.payload(), ensure_ascii=False, separators=(",", ":"))
+        text = _encode_compact(self.payload())
         # A row written before events were cleaned may hold a lone surrogate.
         return text.encode("utf-8", "replace")
 

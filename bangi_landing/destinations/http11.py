@@ -89,7 +89,11 @@ class Connection:
             raise
         self.sock: socket.socket | None = sock
         self.exchanges = 0  # answers read: once kept idle, the server may have closed it
-        self._buffer = b""  # bytes read past the last answer (a server's stray bytes)
+        # Bytes received and not yet read are those of _buffer from _at on: answers are
+        # read by moving _at, not by copying what is left after each (a pipelined
+        # batch's hundred answers arrive in one receive).
+        self._buffer = b""
+        self._at = 0
 
     def close(self) -> None:
         if self.sock is not None:
@@ -152,21 +156,29 @@ class Connection:
     # Reading
 
     def _receive(self) -> bytes:
+        """The bytes not yet read, and more from the server."""
         assert self.sock is not None
         data = self.sock.recv(65536)
         if not data:
             raise ConnectionResetError("the server closed the connection")
-        return data
+        self._buffer = self._buffer[self._at :] + data
+        self._at = 0
+        return self._buffer
+
+    def _read_until(self, end_mark: bytes, too_long: str) -> bytes:
+        """The bytes up to ``end_mark`` (which is read too); ``MAX_HEAD`` of them at most."""
+        buffer, at = self._buffer, self._at
+        while (end := buffer.find(end_mark, at)) < 0:
+            if len(buffer) - at > MAX_HEAD:
+                raise ProtocolError(too_long)
+            buffer, at = self._receive(), 0
+        self._at = end + len(end_mark)
+        return buffer[at:end]
 
     def _read_head(self) -> tuple[int, dict[str, str], str]:
         """Status, headers and HTTP version of the next answer."""
-        buffer = self._buffer
-        while (end := buffer.find(b"\r\n\r\n")) < 0:
-            if len(buffer) > MAX_HEAD:
-                raise ProtocolError("the answer's headers are too long")
-            buffer += self._receive()
-        self._buffer = buffer[end + 4 :]
-        status_line, *lines = buffer[:end].decode("latin-1").split("\r\n")
+        head = self._read_until(b"\r\n\r\n", "the answer's headers are too long")
+        status_line, *lines = head.decode("latin-1").split("\r\n")
         version, _, rest = status_line.partition(" ")
         code = rest[:3]
         if not version.startswith("HTTP/1.") or not code.isdigit() or len(code) != 3:
@@ -182,20 +194,14 @@ class Connection:
         return int(code), headers, version
 
     def _read_exactly(self, size: int) -> bytes:
-        buffer = self._buffer
-        while len(buffer) < size:
-            buffer += self._receive()
-        self._buffer = buffer[size:]
-        return buffer[:size]
+        buffer, at = self._buffer, self._at
+        while len(buffer) - at < size:
+            buffer, at = self._receive(), 0
+        self._at = at + size
+        return buffer[at : at + size]
 
     def _read_line(self) -> bytes:
-        buffer = self._buffer
-        while (end := buffer.find(b"\r\n")) < 0:
-            if len(buffer) > MAX_HEAD:
-                raise ProtocolError("a chunk's size line is too long")
-            buffer += self._receive()
-        self._buffer = buffer[end + 2 :]
-        return buffer[:end]
+        return self._read_until(b"\r\n", "a chunk's size line is too long")
 
     def _read_chunked(self, limit: int) -> bytes:
         parts: list[bytes] = []
@@ -220,9 +226,9 @@ class Connection:
 
     def _read_to_close(self, limit: int) -> bytes:
         assert self.sock is not None
-        parts = [self._buffer]
-        kept = len(self._buffer)
-        self._buffer = b""
+        parts = [self._buffer[self._at :]]
+        kept = len(parts[0])
+        self._buffer, self._at = b"", 0
         while kept < limit and (data := self.sock.recv(65536)):
             parts.append(data)
             kept += len(data)
