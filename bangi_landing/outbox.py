@@ -17,10 +17,10 @@ back another one. Every worker process of a host may share one file:
 * a journey's rows go **in order, its click first**: a lead or status becomes
   due ``stores.ORDER_DELAY`` after it is written and then waits while its click,
   or an older row of its journey, is pending. The delay covers a click still in
-  another worker process's memory (a click reaches the outbox within 100 ms
-  of its page, a lead before its submit's response, and a visitor submits
-  after the page): the tracker must never get a lead before its click, or it
-  files the lead without its campaign (seed 004).
+  another worker process's memory (a click reaches the tracker or the outbox
+  within 100 ms of its page, a lead the outbox before its submit's response,
+  and a visitor submits after the page): the tracker must never get a lead
+  before its click, or it files the lead without its campaign (seed 004).
 
 Rows are written with ``synchronous=FULL`` (an accepted event survives a
 power cut); claims and completions with ``NORMAL``, since losing one of those

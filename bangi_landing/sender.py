@@ -5,10 +5,10 @@ on an in-memory queue. Off the request path:
 
 * the **writer** thread moves queued events into the outbox: woken by the
   first, it waits ``CLICK_GATHER`` s and writes all that came meanwhile in
-  one transaction, so a click is on disk within the 100 ms promised, and a
-  busy landing pays for one wake-up and one fsync per batch, not per page
-  (waking a thread for every page would cost each page more than the
-  middleware's own work);
+  one transaction, so a click is on disk (or at the tracker, below) within
+  the 100 ms promised, and a busy landing pays for one wake-up and one fsync
+  per batch, not per page (waking a thread for every page would cost each
+  page more than the middleware's own work);
 * the **delivery** threads (``concurrency``, each with its own kept-alive
   connections) claim due rows, send them, and record the outcome: deleted
   after a 2xx, retried later with backoff, or dead. A write wakes one of

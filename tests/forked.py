@@ -87,3 +87,30 @@ def exit_code(pid: int, *, timeout: float) -> int | None:
 
 def _click(n: int) -> Event:
     return Event("click", f"8f1b5c6e-7a3d-4d20-a7f1-{n:012d}", {"campaignId": 1}, created_at=1e6)
+
+
+def carry_then_die(url: str, path: str, clicks: Any, stall: Any) -> None:
+    """A sender whose tracker answers fast, then stalls: its clicks are carried, unwritten.
+
+    Puts the eventIds of the clicks submitted after ``stall`` is set on
+    ``clicks``, then waits to be killed.
+    """
+    from bangi_landing import sender as sender_module
+    from bangi_landing.destinations import BangiTracker
+    from bangi_landing.sender import BackgroundSender
+
+    sender_module.SLOW_ANSWERS = 10.0  # any loopback answer is fast: clicks are carried
+    sender = BackgroundSender([BangiTracker(url)], outbox=Outbox(path))
+    for n in range(30):
+        sender.submit(Event("click", f"8f1b5c6e-7a3d-4d20-a7f1-{n:012d}", {"campaignId": 1}))
+    sender.flush(10)
+    clicks.put("learned")
+    stall.wait(10)
+    later = [
+        Event("click", f"8f1b5c6e-7a3d-4d20-a7f1-{n:012d}", {"campaignId": 1})
+        for n in range(100, 120)
+    ]
+    for event in later:
+        sender.submit(event)
+    clicks.put([event.event_id for event in later])
+    time.sleep(60)

@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import re
+import signal
 import socket
 import sys
 import time
@@ -37,7 +38,7 @@ from bangi_landing.stores import ORDER_DELAY, Claim
 from bangi_landing.tracker.app import MAX_BODY
 
 from .conftest import Landing, Tracker
-from .forked import exit_code
+from .forked import carry_then_die, exit_code, fresh_context
 from .utils import Clock, Sink, eventually, form_click_ids, live_server, silent_tracker
 
 TOKEN = "pro-site-token-5f3a9c"
@@ -233,6 +234,32 @@ def test_carried_clicks_the_tracker_refuses_are_written_and_retried(
     assert outbox.depth() == 0
     assert server.event_ids().count(refused.event_id) == 2
     assert any("will retry" in line for line in warnings(caplog))
+
+
+def test_a_sender_killed_while_carrying_clicks_has_written_them(
+    sink: tuple[Sink, str], tmp_path: Path
+) -> None:
+    # A click is at the tracker or in the outbox within 100 ms: here, in the outbox.
+    server, url = sink
+    path = tmp_path / "outbox.sqlite3"
+    context = fresh_context()
+    clicks, stall = context.Queue(), context.Event()
+    child = context.Process(target=carry_then_die, args=(url, str(path), clicks, stall))
+    child.start()
+    try:
+        assert clicks.get(timeout=20) == "learned"
+        server.delay = 5.0  # the tracker stalls: the carried clicks are sent, never answered
+        stall.set()
+        event_ids = clicks.get(timeout=10)
+        time.sleep(0.15)
+        os.kill(child.pid, signal.SIGKILL)  # type: ignore[arg-type]
+        child.join(10)
+    finally:
+        if child.is_alive():
+            child.kill()
+    written = Outbox(path)._all("SELECT event_id, lease FROM outbox")
+    assert sorted(event_id for event_id, _ in written) == sorted(event_ids)
+    assert all(lease for _, lease in written)  # claimed: another sender waits out the lease
 
 
 def test_one_flush_delivers_every_journey_whole_and_in_order(
