@@ -153,6 +153,11 @@ def clean_event(event: Event, *, max_bytes: int = MAX_PAYLOAD_BYTES) -> Event:
 
 
 def _clean(event: Event, max_bytes: int) -> Event:
+    plain = _plain_size(event.params)
+    if plain is not None and not event.journey:
+        bound = plain + 6 * (len(event.click_id) + len(event.event_id)) + 64
+        if bound <= max_bytes or event.kind == ORDER:
+            return event  # the usual event: nothing to walk
     cleaner = _Cleaner()
     params = cleaner.mapping(event.params, None, 1)
     # 6 bytes at most per character of text, 32 per other value: most events
@@ -173,6 +178,28 @@ def _clean(event: Event, max_bytes: int) -> Event:
             "; ".join(f"{what}: {', '.join(names)}" for what, names in cleaner.notes.items()),
         )
     return dataclasses.replace(event, params=params, journey=journey)
+
+
+def _plain_size(params: Mapping[str, Any]) -> int | None:
+    """The most bytes ``params`` can take in JSON if it is a dict of ASCII text and
+    64-bit integers, which need no cleaning (the usual click); else None.
+
+    A fast path of ``_Cleaner.mapping``, with the same bound: a ``str``'s
+    ``isascii`` is one flag to read, where the walk costs a method call a value.
+    """
+    if type(params) is not dict:
+        return None
+    size = 0
+    for name, value in params.items():
+        if type(name) is not str or not name.isascii():
+            return None
+        if type(value) is str and value.isascii():
+            size += 6 * (len(name) + len(value)) + 6
+        elif type(value) is int and -MAX_INT - 1 <= value <= MAX_INT:
+            size += 6 * len(name) + 35
+        else:
+            return None
+    return size
 
 
 def _fit(event: Event, params: dict[str, Any], max_bytes: int, cleaner: _Cleaner) -> None:

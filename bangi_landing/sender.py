@@ -47,6 +47,7 @@ into the application: failures are counted and logged.
 from __future__ import annotations
 
 import atexit
+import enum
 import logging
 import os
 import secrets
@@ -235,6 +236,20 @@ class _Carried:
         return self.ids is None and not self.settled
 
 
+class _Pass(enum.Enum):
+    """What a delivery pass did for a destination."""
+
+    IDLE = "nothing was due"
+    CARRIED = "carried clicks, all delivered: nothing changed in the outbox"
+    WORKED = "rows delivered, or failed: there may be more now"
+
+
+class _DeliveryThread(threading.local):
+    """What a delivery thread keeps between passes."""
+
+    wake_at = 0.0  # when its last full pass planned to look at the outbox again
+
+
 class BackgroundSender:
     """Delivers events to every destination from background threads.
 
@@ -327,6 +342,7 @@ class BackgroundSender:
         self._handed: dict[str, deque[_Carried]] = {key: deque() for key in self._keys}
         self._carrying: deque[_Carried] = deque()
         self._carrying_lock = threading.Lock()  # the writer's, and close()'s
+        self._local = _DeliveryThread()
         self._answer_times: dict[str, float] = {}  # seconds per event, see _chunk
         self._reported = self.stats.snapshot()
         self._next_report = self.clock() + self.report_interval
@@ -763,7 +779,7 @@ class BackgroundSender:
             this_pass = self._passes
             self._passes += 1
             delivered_before = self._delivered
-        worked = False
+        outcomes = set()
         for destination in self.destinations:
             breaker = self._breakers[destination.key]
             failing = breaker.is_open  # tried by one thread, one event at a time
@@ -777,21 +793,27 @@ class BackgroundSender:
                 continue
             with self._settled:
                 self._delivering += 1  # before claiming: flush() must not settle meanwhile
-            delivered = False
+            outcome = _Pass.IDLE
             try:
-                delivered = self._claim_and_deliver(destination, probe=failing)
+                outcome = self._claim_and_deliver(destination, probe=failing)
             finally:
                 with self._settled:
                     self._delivering -= 1
-                    self._delivered += delivered
+                    self._delivered += outcome is not _Pass.IDLE
                 if failing:
                     probe.release()
-            worked |= delivered
+            outcomes.add(outcome)
         self._report_if_due()
         self._forget_if_due()
-        if worked:
+        if _Pass.WORKED in outcomes:
             return
         now = self.clock()
+        if _Pass.CARRIED in outcomes and not self._flushing and self._local.wake_at > now:
+            # Carried clicks, all delivered, changed nothing in the outbox: no claim
+            # to make, and the last pass's wake-up time still holds (what this process
+            # writes wakes a thread anyway).
+            self._wait(generation, self._local.wake_at, now)
+            return
         paused = [b.paused_until for b in self._breakers.values() if b.is_paused(now)]
         active = [key for key, breaker in self._breakers.items() if not breaker.is_paused(now)]
         next_due = self.outbox.next_due(active, after=now) if active else None  # type: ignore[union-attr]
@@ -809,13 +831,17 @@ class BackgroundSender:
                     # thread's check stale too, so a flush waits for a pass soon.
                     next_due = now
         # Until the next row or pause end, at most 5 s: other processes add rows too.
-        wake_at = min([*paused, next_due or now + 5.0])
+        self._local.wake_at = wake_at = min([*paused, next_due or now + 5.0])
+        self._wait(generation, wake_at, now)
+
+    def _wait(self, generation: int, wake_at: float, now: float) -> None:
+        """Until ``wake_at`` (5 s at most), or a wake since ``generation``."""
         with self._wakes:
             self._wakes.wait_for(
                 lambda: self._wake_generation != generation, min(5.0, max(0.01, wake_at - now))
             )
 
-    def _claim_and_deliver(self, destination: Destination, *, probe: bool) -> bool:
+    def _claim_and_deliver(self, destination: Destination, *, probe: bool) -> _Pass:
         """Claim this thread's share of ``destination``'s due rows and deliver them.
 
         With ``probe`` (the destination is failing), one row: one never tried
@@ -827,8 +853,8 @@ class BackgroundSender:
         except IndexError:
             pass
         else:
-            self._deliver_claims(destination, carried.claims, carried)
-            return True
+            changed = self._deliver_claims(destination, carried.claims, carried)
+            return _Pass.WORKED if changed else _Pass.CARRIED
         now = self.clock()
         # A destination that answers fast gets whole batches: one pipelined exchange,
         # one claim and one finish for all. Any other (one that takes events one at
@@ -849,14 +875,19 @@ class BackgroundSender:
         )
         if len(claims) == limit and not probe:
             self.wake(one=True)  # there may be more: another thread takes the next share
-        if claims:
-            self._deliver_claims(destination, claims)
-        return bool(claims)
+        if not claims:
+            return _Pass.IDLE
+        self._deliver_claims(destination, claims)
+        return _Pass.WORKED
 
     def _deliver_claims(
         self, destination: Destination, claims: list[Claim], carried: _Carried | None = None
-    ) -> None:
-        """Deliver claimed rows, or ``carried`` clicks, and record the outcomes."""
+    ) -> bool:
+        """Deliver claimed rows, or ``carried`` clicks, and record the outcomes.
+
+        False when that changed nothing in the outbox: carried clicks, all
+        delivered before they were written.
+        """
         assert self.outbox is not None
         breaker = self._breakers[destination.key]
         sent: list[int] = []
@@ -897,11 +928,9 @@ class BackgroundSender:
                 breaker.delivered(self.clock(), delivered)
                 self.stats.add("sent", delivered)
         if carried is not None:
-            self._finish_carried(carried, lease_end, sent, retry, release, dead)
-        else:
-            self.outbox.finish(
-                self._lease_token, sent=sent, retry=retry, release=release, dead=dead
-            )
+            return self._finish_carried(carried, lease_end, sent, retry, release, dead)
+        self.outbox.finish(self._lease_token, sent=sent, retry=retry, release=release, dead=dead)
+        return True
 
     def _finish_carried(
         self,
@@ -911,22 +940,22 @@ class BackgroundSender:
         retry: list[tuple[int, float, str | None]],
         release: list[int],
         dead: list[tuple[int, str]],
-    ) -> None:
+    ) -> bool:
         """Record the outcomes of ``carried``'s clicks (given by number): nothing, if all
         were delivered before they were written; otherwise on their rows, writing first
-        those not delivered if they are not written yet."""
+        those not delivered if they are not written yet. Whether the outbox changed."""
         assert self.outbox is not None
         with carried.lock:
             if carried.settled:  # given back to the queue: the writer has them
-                return
+                return False
             if carried.ids is None:
                 if not (retry or release or dead):
                     carried.settled = True
-                    return  # the common case: never written at all
+                    return False  # the common case: never written at all
                 failed = {n for n, *_ in retry} | set(release) | {n for n, _ in dead}
                 self._write_carried(carried, lease_end, only=failed)
                 if carried.ids is None:
-                    return  # given back
+                    return False  # given back
             carried.settled = True
             ids = carried.ids
             self.outbox.finish(
@@ -936,6 +965,7 @@ class BackgroundSender:
                 release=[ids[n] for n in release if n in ids],
                 dead=[(ids[n], error) for n, error in dead if n in ids],
             )
+            return True
 
     def _chunk(self, destination: Destination, most: int) -> int:
         """How many claimed events to pipeline at once: as many as the breaker trusts

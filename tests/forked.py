@@ -101,14 +101,15 @@ def carry_then_die(url: str, path: str, clicks: Any, stall: Any) -> None:
 
     sender_module.SLOW_ANSWERS = 10.0  # any loopback answer is fast: clicks are carried
     sender = BackgroundSender([BangiTracker(url)], outbox=Outbox(path))
-    for n in range(30):
+    for n in range(300):
         sender.submit(Event("click", f"8f1b5c6e-7a3d-4d20-a7f1-{n:012d}", {"campaignId": 1}))
-    sender.flush(10)
-    clicks.put("learned")
+        if n % 30 == 29 and sender.flush(10) and sender._whole_batches:
+            break  # a pipelined batch of 8 or more was answered
+    clicks.put("learned" if sender._whole_batches else "never learned")
     stall.wait(10)
     later = [
         Event("click", f"8f1b5c6e-7a3d-4d20-a7f1-{n:012d}", {"campaignId": 1})
-        for n in range(100, 120)
+        for n in range(1000, 1020)
     ]
     for event in later:
         sender.submit(event)
