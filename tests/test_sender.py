@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -153,10 +153,20 @@ class Counting(Outbox):
         return claims
 
 
-def fast_tracker_learned(
-    url: str, outbox: Counting, clock: Clock, monkeypatch: pytest.MonkeyPatch
-) -> BackgroundSender:
+class Carrying(NamedTuple):
+    server: Sink
+    sender: BackgroundSender
+    outbox: Counting
+    learned: int  # requests the sink got while the sender learned
+
+
+@pytest.fixture
+def carrying(
+    sink: tuple[Sink, str], tmp_path: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> Carrying:
     """A sender that has learned its tracker answers whole batches fast: its clicks are carried."""
+    server, url = sink
+    outbox = Counting(tmp_path / "outbox.sqlite3", clock=clock)
     monkeypatch.setattr(sender_module, "SLOW_ANSWERS", 10.0)  # any loopback answer is fast
     sender = sender_for(url, outbox, clock)
     key = sender.destinations[0].key
@@ -166,18 +176,15 @@ def fast_tracker_learned(
             sender.submit(click())
         assert sender.flush(10)
     outbox.written = outbox.claimed = 0
-    return sender
+    return Carrying(server, sender, outbox, len(server.received))
 
 
 def test_a_fast_trackers_clicks_are_delivered_without_being_written(
-    sink: tuple[Sink, str], tmp_path: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch
+    carrying: Carrying, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    server, url = sink
-    outbox = Counting(tmp_path / "outbox.sqlite3", clock=clock)
-    sender = fast_tracker_learned(url, outbox, clock, monkeypatch)
+    server, sender, outbox, learned = carrying
     # However slow the sink under load: no click is written for its deadline here.
     monkeypatch.setattr(sender_module, "CARRY_FOR", 5.0)
-    learned = len(server.received)
     later = [click() for _ in range(50)]
     for start in range(0, 50, 10):  # ten at a time: the sink answers a request a millisecond
         for event in later[start : start + 10]:
@@ -191,12 +198,9 @@ def test_a_fast_trackers_clicks_are_delivered_without_being_written(
 
 
 def test_carried_clicks_not_delivered_within_100_ms_are_written_claimed(
-    sink: tuple[Sink, str], tmp_path: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch
+    carrying: Carrying, clock: Clock
 ) -> None:
-    server, url = sink
-    outbox = Counting(tmp_path / "outbox.sqlite3", clock=clock)
-    sender = fast_tracker_learned(url, outbox, clock, monkeypatch)
-    learned = len(server.received)
+    server, sender, outbox, learned = carrying
     server.delay = 0.1  # the tracker slows down: 2 s for twenty pipelined clicks
     later = [click() for _ in range(20)]
     for event in later:
@@ -215,12 +219,10 @@ def test_carried_clicks_not_delivered_within_100_ms_are_written_claimed(
 
 
 def test_carried_clicks_the_tracker_refuses_are_written_and_retried(
-    sink: tuple[Sink, str], tmp_path: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch,
+    carrying: Carrying, clock: Clock, monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:  # fmt: skip
-    server, url = sink
-    outbox = Counting(tmp_path / "outbox.sqlite3", clock=clock)
-    sender = fast_tracker_learned(url, outbox, clock, monkeypatch)
+    server, sender, outbox, _ = carrying
     monkeypatch.setattr(sender_module, "CARRY_FOR", 5.0)  # written for the failure, not the time
     refused, accepted = click(), click()
     server.statuses[refused.event_id] = 503
